@@ -1,0 +1,187 @@
+"""Run the chapters with papermill, then render the book with Jupyter Book.
+
+``amage book --profile demo`` executes ``chapters/*.ipynb`` in order into ``book/chapters/`` (git-
+ignored) and runs ``jupyter-book build book/``. A chapter whose notebook, parameters and library code
+are unchanged since its last successful execution is not executed again. A failing chapter is named
+with its cell; chapters already executed are kept, and the next run resumes from the failed one.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amage_core import io
+from amage_core.config import ConfigError, Profile, load_profile
+
+REPO = Path(__file__).resolve().parent.parent
+CHAPTERS_DIR = REPO / "chapters"
+BOOK_DIR = REPO / "book"
+
+
+class ChapterError(RuntimeError):
+    """A chapter failed; the message names the chapter and the cell."""
+
+
+@dataclass
+class ChapterResult:
+    name: str
+    seconds: float
+    reused: bool
+
+
+def find_chapters(selection: list[str] | None = None, chapters_dir: Path = CHAPTERS_DIR) -> list[Path]:
+    """Chapter notebooks in order; ``selection`` keeps those whose name starts with any item."""
+    notebooks = sorted(p for p in chapters_dir.glob("*.ipynb") if not p.name.startswith("_"))
+    if not selection:
+        return notebooks
+    chosen = [p for p in notebooks if any(p.stem.startswith(s) or p.stem == s for s in selection)]
+    missing = [s for s in selection if not any(p.stem.startswith(s) for p in notebooks)]
+    if missing:
+        raise ConfigError(f"no chapter matches {missing}; chapters: {[p.stem for p in notebooks]}")
+    return chosen
+
+
+def chapter_parameters(profile: Profile, profile_ref: str, notebook: Path) -> dict[str, Any]:
+    """The parameters a chapter receives: ``profile`` plus the profile's book parameters.
+
+    Every name must be declared in the chapter's ``parameters`` cell; an unknown name is an error.
+    """
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(notebook))
+    params: dict[str, Any] = {"profile": profile_ref}
+    params.update(profile.book.parameters)
+    params.update(profile.book.chapter_parameters.get(notebook.stem, {}))
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise ConfigError(
+            f"{notebook.name}: parameter(s) {unknown} are not declared in its parameters cell "
+            f"(declared: {sorted(declared)})"
+        )
+    return params
+
+
+def library_fingerprint() -> str:
+    """A hash of the library's source, so chapters re-run when the code they call changes."""
+    h = hashlib.sha256()
+    for path in sorted((REPO / "amage_core").rglob("*")):
+        if path.suffix in {".py", ".yml"}:
+            h.update(path.relative_to(REPO).as_posix().encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _stamp(notebook: Path, params: dict, fingerprint: str) -> str:
+    h = hashlib.sha256(notebook.read_bytes())
+    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    h.update(fingerprint.encode())
+    return h.hexdigest()[:16]
+
+
+def run_chapters(
+    profile_ref: str,
+    selection: list[str] | None = None,
+    force: bool = False,
+    chapters_dir: Path = CHAPTERS_DIR,
+    book_dir: Path = BOOK_DIR,
+    log=print,
+) -> list[ChapterResult]:
+    """Execute the selected chapters in order with papermill into ``book_dir/chapters``."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    out_dir = Path(book_dir) / "chapters"
+    profile = load_profile(profile_ref)
+    notebooks = find_chapters(selection or profile.book.chapters or None, chapters_dir)
+    plan = [(nb, chapter_parameters(profile, profile_ref, nb)) for nb in notebooks]  # validate all first
+    stamps_path = out_dir / "_stamps.json"
+    stamps: dict[str, str] = io.read_json(stamps_path) if stamps_path.exists() else {}
+    fingerprint = library_fingerprint()
+    results = []
+    for i, (nb, params) in enumerate(plan, 1):
+        target = out_dir / nb.name
+        stamp = _stamp(nb, params, fingerprint)
+        if not force and target.exists() and stamps.get(nb.stem) == stamp:
+            log(f"[{i}/{len(plan)}] {nb.stem}: unchanged, reusing {target}")
+            results.append(ChapterResult(nb.stem, 0.0, True))
+            continue
+        log(f"[{i}/{len(plan)}] {nb.stem}: executing with {params}")
+        stamps.pop(nb.stem, None)
+        io.write_json(stamps_path, stamps)
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(nb), str(target), parameters=params, cwd=str(REPO), progress_bar=True,
+                log_output=False, request_save_on_cell_execute=True,
+                execution_timeout=profile.book.timeout_per_cell,
+            )
+        except PapermillExecutionError as exc:
+            raise ChapterError(
+                f"chapter {nb.stem} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
+                f"the executed notebook with the traceback is {target}; chapters before it are kept, "
+                f"re-run to resume from this chapter"
+            ) from None
+        seconds = time.perf_counter() - t0
+        stamps[nb.stem] = stamp
+        io.write_json(stamps_path, stamps)
+        log(f"[{i}/{len(plan)}] {nb.stem}: done in {seconds:.1f} s")
+        results.append(ChapterResult(nb.stem, seconds, False))
+    timings = {r.name: r.seconds for r in results if not r.reused}
+    if timings:
+        old = io.read_json(out_dir / "_timings.json") if (out_dir / "_timings.json").exists() else {}
+        old.update(timings)
+        io.write_json(out_dir / "_timings.json", old)
+    return results
+
+
+def build_html(book_dir: Path = BOOK_DIR, log=print) -> Path:
+    """Render ``book_dir`` with ``jupyter-book build``; fail on warnings about missing files."""
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
+           "build", str(book_dir), "--path-output", str(book_dir)]
+    log(f"building the book: jupyter-book build {book_dir} --path-output {book_dir}")
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    problems = [
+        line for line in output.splitlines()
+        if re.search(r"WARNING|ERROR", line) and not _harmless(line)
+    ]
+    if proc.returncode != 0 or problems:
+        raise RuntimeError(
+            "jupyter-book build failed:\n" + ("\n".join(problems) or output[-4000:])
+        )
+    index = book_dir / "_build" / "html" / "index.html"
+    return index
+
+
+def _harmless(line: str) -> bool:
+    # Jupyter Book warns when a notebook output has no image alt text etc.; none are expected now.
+    return False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="demo", help="demo, paper, or a path to a profile YAML")
+    parser.add_argument("--chapters", nargs="+", metavar="NN",
+                        help="only these chapters (prefixes such as 05 or 05_fusion), in order")
+    parser.add_argument("--force", action="store_true", help="execute even unchanged chapters")
+    parser.add_argument("--no-html", action="store_true", help="execute chapters but do not render")
+    parser.add_argument("--book-dir", type=Path, default=BOOK_DIR,
+                        help="book source folder (default: book/); executed chapters go to BOOK_DIR/chapters")
+
+
+def run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    results = run_chapters(args.profile, args.chapters, force=args.force, book_dir=args.book_dir)
+    for r in results:
+        print(f"  {r.name:<32} {'reused' if r.reused else f'{r.seconds:7.1f} s'}")
+    if not args.no_html:
+        index = build_html(args.book_dir)
+        print(f"book built in {time.perf_counter() - t0:.0f} s: open {index}")
+    return 0

@@ -1,0 +1,334 @@
+"""Typed configuration: one dataclass per component, profiles (YAML) fill them.
+
+A profile (``amage_core/profiles/demo.yml``, ``paper.yml``, or a user's own YAML file) has one
+section per station. :func:`load_profile` reads it into a :class:`Profile`; unknown keys and wrong
+types are errors that name the key and the file, never silently ignored.
+
+Component configs live here (not in the modules that use them) so that imports point one way:
+everything may import ``config``; ``config`` imports nothing of the project.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+# --------------------------------------------------------------------------------------------
+# Stations
+# --------------------------------------------------------------------------------------------
+@dataclass
+class SynthConfig:
+    """One synthetic cohort (see ``amage_core.synth``)."""
+
+    preset: Literal["camcan-like", "oasis3-like"] = "camcan-like"
+    n_subjects: int = 240
+    seed: int = 0
+    voxel_size: float = 6.0          # mm, isotropic T1 grid written to disk (paper scale: 2.0)
+    n_bold_nifti: int = 8            # participants who also get voxelwise BOLD + confounds
+    atlas: str = "dosenbach160"      # network-labelled atlas shipped with nilearn
+
+
+@dataclass
+class CohortConfig:
+    """Where one cohort of the book comes from: generated (``synthetic``) or a real dataset on disk.
+
+    Real data: ``source`` names the layout (see ``amage prep --dataset``), ``root`` the dataset folder,
+    ``derivatives`` the fMRIPrep/XCP-D output folder, ``options`` source-specific settings (e.g. OASIS-3
+    clinical CSVs). ``synth`` is used only when ``source`` is ``synthetic``.
+    """
+
+    source: Literal["synthetic", "camcan", "oasis3", "bids", "abide"] = "synthetic"
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    root: str = ""
+    derivatives: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PrepConfig:
+    """Turning a source dataset into a prepared cohort (see ``amage_core.data``)."""
+
+    atlas: str = "dosenbach160"
+    fc_kind: Literal["correlation", "partial correlation", "tangent", "covariance"] = "correlation"
+    fisher_z: bool = True
+    confound_strategy: str = "simple"          # nilearn load_confounds_strategy name
+    fd_threshold: float = 0.5                   # mm, mean framewise displacement above -> excluded
+    min_volumes: int = 100
+    empty_regions: Literal["drop-participant", "zero"] = "drop-participant"
+    t1_source: Literal["auto", "fmriprep", "register", "resize"] = "auto"
+    t1_shape: tuple[int, int, int] = (32, 40, 32)
+    t1_crop_margin: int = 2
+    min_age: float = 5.0
+    max_age: float = 100.0
+    n_jobs: int = 1
+    strict: bool = False
+
+
+@dataclass
+class GraphConfig:
+    """How a connectivity matrix becomes a graph for the GAT."""
+
+    sparsify: Literal["topk", "proportional", "positive", "none"] = "topk"
+    topk: int = 10                  # per-node neighbours kept (topk)
+    density: float = 0.1            # fraction of edges kept (proportional)
+    self_loops: bool = True
+
+
+@dataclass
+class GATConfig:
+    """Hierarchical graph attention encoder for the fMRI branch."""
+
+    hidden: int = 32
+    heads: int = 4
+    roi_layers: int = 2
+    network_layers: int = 1
+    out_dim: int = 32
+    dropout: float = 0.1
+    conv: Literal["gat", "gatv2", "gcn"] = "gatv2"
+    hierarchical: bool = True
+    n_learned_networks: int = 8     # used when the atlas has no network labels
+    use_edge_weight: bool = True
+
+
+@dataclass
+class DenseNetConfig:
+    """3D DenseNet trunk for the sMRI branch (MONAI ``DenseNet``)."""
+
+    init_features: int = 16
+    growth_rate: int = 8
+    block_config: tuple[int, ...] = (2, 2, 2)
+    bn_size: int = 2
+    out_dim: int = 32
+    dropout: float = 0.0
+    checkpointing: bool = False
+
+
+@dataclass
+class SFCNConfig:
+    """Simple Fully Convolutional Network (Peng et al. 2021) for the sMRI branch."""
+
+    channels: tuple[int, ...] = (8, 16, 32, 32)
+    out_dim: int = 32
+    dropout: float = 0.3
+
+
+@dataclass
+class TableConfig:
+    """Encoder for structural tables (one token per regional measure)."""
+
+    out_dim: int = 32
+    hidden: int = 64
+    dropout: float = 0.1
+
+
+@dataclass
+class FusionConfig:
+    """Cross-attention and gated fusion."""
+
+    dim: int = 32
+    heads: int = 4
+    direction: Literal["fmri-to-smri", "smri-to-fmri", "both"] = "both"
+    gate: Literal["vector", "scalar", "none"] = "vector"
+    ffn_mult: int = 2
+    dropout: float = 0.1
+
+
+@dataclass
+class ModelConfig:
+    """Which model variant and its components. ``variant`` names are listed in ``models.VARIANTS``."""
+
+    variant: str = "amagenet"
+    smri_encoder: Literal["densenet", "sfcn", "table"] = "densenet"
+    gat: GATConfig = field(default_factory=GATConfig)
+    densenet: DenseNetConfig = field(default_factory=DenseNetConfig)
+    sfcn: SFCNConfig = field(default_factory=SFCNConfig)
+    table: TableConfig = field(default_factory=TableConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    head_hidden: int = 32
+
+
+@dataclass
+class TrainConfig:
+    """Fitting and evaluating one model (see ``amage_core.train``)."""
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler_patience: int = 5
+    scheduler_factor: float = 0.5
+    min_lr: float = 1e-6
+    early_stopping_patience: int = 8
+    folds: int = 5
+    val_fraction: float = 0.15
+    seed: int = 42
+    protocol: Literal["nested", "released-code"] = "nested"
+    augment: bool = False
+    amp: bool = True                 # bf16 autocast on CUDA only
+    device: str = "auto"
+    num_workers: int = 0
+    deterministic: bool = True
+
+
+@dataclass
+class BookConfig:
+    """How ``amage book`` runs the chapters."""
+
+    chapters: list[str] = field(default_factory=list)    # empty: every chapter in chapters/
+    parameters: dict[str, Any] = field(default_factory=dict)            # given to every chapter
+    chapter_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timeout_per_cell: int = 1800
+
+
+@dataclass
+class Profile:
+    """A whole configuration: what ``--profile demo|paper|PATH`` selects."""
+
+    name: str = "demo"
+    description: str = ""
+    workdir: str = "data"            # generated cohorts and runs live under here (git-ignored)
+    cohorts: dict[str, CohortConfig] = field(default_factory=dict)
+    prep: PrepConfig = field(default_factory=PrepConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    book: BookConfig = field(default_factory=BookConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# dict <-> dataclass, with validation
+# --------------------------------------------------------------------------------------------
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, checking every key and type.
+
+    Raises :class:`ConfigError` naming the dotted key (``where``) for unknown keys or bad values.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where or cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(names)}"
+        )
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError("; ".join(errors))
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        out = [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = args if args else (Any, Any)
+        return {_coerce(kt, k, where): _coerce(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass (possibly nested) as plain JSON/YAML-friendly data."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def replace(obj: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` that also accepts nested dicts for nested dataclass fields."""
+    merged = _deep_merge(to_dict(obj), changes)
+    return from_dict(type(obj), merged)
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = to_dict(v)
+    return out
+
+
+def load_profile(name_or_path: str | Path, overrides: dict | None = None) -> Profile:
+    """Read a profile by name (``demo``, ``paper``, a file in ``profiles/``) or by path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.yml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yml"))
+        raise ConfigError(f"profile {str(name_or_path)!r} not found (known: {known}, or give a YAML path)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        return from_dict(Profile, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

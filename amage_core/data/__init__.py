@@ -1,0 +1,1 @@
+"""Data station: sources on disk -> one prepared, quality-checked cohort."""

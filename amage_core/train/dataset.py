@@ -1,0 +1,147 @@
+"""PyG dataset over a prepared cohort: one ``torch_geometric.data.Data`` per participant.
+
+Each item holds only what the model reads (``model.modalities``):
+
+================  =========================================  ===============================
+modality          fields                                     shapes (one participant)
+================  =========================================  ===============================
+``fmri``          ``x``, ``edge_index``, ``edge_attr``       (R, R) f32, (2, E) i64, (E,) f32
+``smri``          ``t1``                                     (1, 1, D, H, W) f32
+``table``         ``tab``                                    (1, F) f32
+always            ``y`` (scaled age), ``idx`` (cohort row)   (1,) f32, (1,) i64
+================  =========================================  ===============================
+
+``torch_geometric.loader.DataLoader`` batches them into ``x`` (B*R, R), ``t1`` (B, 1, D, H, W),
+``tab`` (B, F), ``y`` (B,), ``idx`` (B,). Graphs are built once per participant (``fc_to_graph``)
+and kept in a cache that several datasets (the folds of one run) may share. T1 volumes are read
+from the memory-mapped array on demand. Random T1 augmentation (MONAI) is seeded from
+(seed, epoch, row), so it is reproducible and independent of worker processes and resumption.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch_geometric.data import Data, Dataset
+
+from amage_core.config import GraphConfig
+from amage_core.train.scaler import AgeScaler
+
+if TYPE_CHECKING:
+    from amage_core.data.cohort import PreparedCohort
+    from amage_core.models import InputSpec
+
+MODALITY_ARRAYS = {"fmri": "connectivity", "smri": "t1", "table": "tables"}
+Graph = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def input_spec(cohort: PreparedCohort) -> InputSpec:
+    """What a model built for ``cohort`` receives (regions, networks, T1 grid, table width)."""
+    from amage_core.models import InputSpec
+
+    regions = cohort.regions
+    networks = [n for n in dict.fromkeys(regions["network"].astype(str)) if n != "none"]
+    lookup = {n: i for i, n in enumerate(networks)}
+    network_index = [lookup.get(str(n), -1) for n in regions["network"]] if networks else None
+    n_roi = len(regions)
+    return InputSpec(
+        n_roi=n_roi,
+        node_features=n_roi,
+        network_index=network_index,
+        t1_shape=tuple(cohort.t1.shape[1:]) if cohort.t1 is not None else None,
+        n_table_features=cohort.tables.shape[1] if cohort.tables is not None else 0,
+    )
+
+
+def check_modalities(cohort: PreparedCohort, modalities: frozenset[str]) -> None:
+    """Raise a clear error when ``cohort`` lacks an array the model needs."""
+    missing = sorted(m for m in modalities if getattr(cohort, MODALITY_ARRAYS[m]) is None)
+    if missing:
+        raise ValueError(
+            f"the model needs modality {missing} but the prepared cohort at {cohort.root} has "
+            f"only {sorted(cohort.modalities)}"
+        )
+
+
+def t1_augmentation():
+    """Mild random T1 augmentation (MONAI): small affine, bias field, noise; on (1, D, H, W)."""
+    from monai.transforms import Compose, RandAffine, RandBiasField, RandGaussianNoise
+
+    return Compose([
+        RandAffine(prob=0.5, rotate_range=(0.05, 0.05, 0.05), scale_range=(0.05, 0.05, 0.05),
+                   translate_range=(1, 1, 1), padding_mode="zeros"),
+        RandBiasField(prob=0.3, coeff_range=(0.0, 0.1)),
+        RandGaussianNoise(prob=0.3, std=0.02),
+    ])
+
+
+class CohortDataset(Dataset):
+    """Participants ``rows`` of ``cohort`` as PyG ``Data`` items (see the module docstring).
+
+    ``scaler`` maps age in years to the regression target; ``graph_cache`` (row -> graph) may be
+    shared between datasets over the same cohort; ``augment`` turns on random T1 augmentation,
+    seeded by ``seed`` and the epoch set with :meth:`set_epoch` (use it on training data only).
+    """
+
+    def __init__(self, cohort: PreparedCohort, rows: np.ndarray, graph_cfg: GraphConfig,
+                 scaler: AgeScaler, modalities: frozenset[str], augment: bool = False, seed: int = 0,
+                 graph_cache: dict[int, Graph] | None = None):
+        super().__init__()
+        unknown = set(modalities) - set(MODALITY_ARRAYS)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; known: {sorted(MODALITY_ARRAYS)}")
+        check_modalities(cohort, modalities)
+        self.cohort = cohort
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.graph_cfg = graph_cfg
+        self.scaler = scaler
+        self.modalities = frozenset(modalities)
+        self.seed = seed
+        self.epoch = 0
+        self.graph_cache = {} if graph_cache is None else graph_cache
+        self.augmentation = t1_augmentation() if augment and "smri" in modalities else None
+        self.targets = torch.tensor(scaler.transform(cohort.participants["age"].to_numpy()[self.rows]),
+                                    dtype=torch.float32)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the augmentation draw (each epoch sees different, reproducible transforms)."""
+        self.epoch = epoch
+
+    def len(self) -> int:
+        return len(self.rows)
+
+    def get(self, i: int) -> Data:
+        row = int(self.rows[i])
+        data = Data(y=self.targets[i : i + 1].clone(), idx=torch.tensor([row], dtype=torch.long))
+        if "fmri" in self.modalities:
+            data.x, data.edge_index, data.edge_attr = self.graph(row)
+        else:
+            data.num_nodes = 0
+        if "smri" in self.modalities:
+            data.t1 = self._t1(row)
+        if "table" in self.modalities:
+            data.tab = torch.tensor(np.asarray(self.cohort.tables[row], dtype=np.float32)).unsqueeze(0)
+        return data
+
+    def graph(self, row: int) -> Graph:
+        """(x (R, R), edge_index (2, E), edge_attr (E,)) of cohort ``row``, built once."""
+        if row not in self.graph_cache:
+            from amage_core.data.graph import fc_to_graph
+
+            fc = np.asarray(self.cohort.connectivity[row], dtype=np.float32)
+            x, edge_index, edge_weight = fc_to_graph(fc, self.graph_cfg)
+            self.graph_cache[row] = (torch.as_tensor(x, dtype=torch.float32),
+                                     torch.as_tensor(edge_index, dtype=torch.long),
+                                     torch.as_tensor(edge_weight, dtype=torch.float32))
+        return self.graph_cache[row]
+
+    def _t1(self, row: int) -> torch.Tensor:
+        volume = torch.from_numpy(np.array(self.cohort.t1[row], dtype=np.float32))[None]  # (1, D, H, W)
+        if self.augmentation is not None:
+            from monai.utils import convert_to_tensor
+
+            draw = np.random.SeedSequence([self.seed, self.epoch, row]).generate_state(1)[0]
+            self.augmentation.set_random_state(seed=int(draw))
+            volume = convert_to_tensor(self.augmentation(volume), track_meta=False, dtype=torch.float32)
+        return volume.unsqueeze(0)  # (1, 1, D, H, W)

@@ -1,0 +1,109 @@
+"""The foundation: the package imports, the CLI answers, chapters are clean, the book builds."""
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import amage_core
+from amage_core import book
+from amage_core.cli import SUBCOMMANDS
+from amage_core.config import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted((REPO / "chapters").glob("*.ipynb"))
+
+
+def test_every_module_imports():
+    names = [m.name for m in pkgutil.walk_packages(amage_core.__path__, "amage_core.")
+             if not m.name.endswith("__main__")]
+    assert "amage_core.book" in names and "amage_core.config" in names
+    for name in names:
+        importlib.import_module(name)
+
+
+@pytest.mark.parametrize("command", [[]] + [[name] for name in SUBCOMMANDS])
+def test_cli_help(command):
+    proc = subprocess.run([sys.executable, "-m", "amage_core", *command, "--help"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: amage" in proc.stdout
+
+
+def test_cli_misuse_is_a_usage_error():
+    proc = subprocess.run([sys.executable, "-m", "amage_core", "book", "--profile"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and "expected one argument" in proc.stderr
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "chapters/ has no notebook"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_is_clean_and_parameterised(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "outputs committed"
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell must be tagged 'parameters'"
+    assert "profile" in "".join(tagged[0]["source"])
+    # a chapter is a short story: long cells belong in the library
+    for c in code:
+        assert len("".join(c["source"]).splitlines()) <= 15, f"a cell of {path.name} is longer than 15 lines"
+
+
+def test_chapter_selection_by_prefix():
+    first = CHAPTERS[0].stem
+    assert [p.stem for p in book.find_chapters([first[:2]])] == [first]
+    with pytest.raises(ConfigError, match="no chapter matches"):
+        book.find_chapters(["99"])
+
+
+def test_unknown_chapter_parameter_is_an_error(tmp_path):
+    profile = tmp_path / "p.yml"
+    profile.write_text(yaml.safe_dump({
+        "name": "p", "book": {"chapter_parameters": {CHAPTERS[0].stem: {"not_a_parameter": 1}}},
+    }))
+    with pytest.raises(ConfigError, match="not_a_parameter"):
+        book.run_chapters(str(profile), [CHAPTERS[0].stem], book_dir=tmp_path / "book")
+
+
+def _book_skeleton(tmp_path: Path) -> Path:
+    """A copy of the book's static sources and top-level _config.yml in a temporary folder."""
+    shutil.copy(REPO / "_config.yml", tmp_path / "_config.yml")
+    shutil.copytree(REPO / "book", tmp_path / "book",
+                    ignore=shutil.ignore_patterns("_build", "chapters"))
+    return tmp_path / "book"
+
+
+@pytest.mark.slow
+def test_book_builds_on_the_tiny_profile(tmp_path):
+    """`amage book` executes every chapter and renders HTML without warnings, then reuses results."""
+    spec = yaml.safe_load((REPO / "tests/profiles/tiny.yml").read_text())
+    spec["workdir"] = str(tmp_path / "data")
+    profile = tmp_path / "tiny.yml"
+    profile.write_text(yaml.safe_dump(spec))
+    book_dir = _book_skeleton(tmp_path)
+    cmd = [sys.executable, "-m", "amage_core", "book", "--profile", str(profile), "--book-dir", str(book_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    html = book_dir / "_build" / "html"
+    assert (html / "index.html").is_file()
+    for chapter in CHAPTERS:
+        page = html / "chapters" / f"{chapter.stem}.html"
+        assert page.is_file(), f"{chapter.stem} was not rendered"
+        text = page.read_text()
+        assert "Traceback (most recent call last)" not in text, f"{chapter.stem} shows an error"
+        assert "output traceback" not in text and "output stderr" not in text, f"{chapter.stem} shows stderr"
+    # a second run with nothing changed reuses every chapter
+    proc = subprocess.run(cmd + ["--no-html"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0
+    assert proc.stdout.count("unchanged, reusing") == len(CHAPTERS)
