@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,26 +75,10 @@ def test_unknown_chapter_parameter_is_an_error(tmp_path):
         book.run_chapters(str(profile), [CHAPTERS[0].stem], book_dir=tmp_path / "book")
 
 
-def _book_skeleton(tmp_path: Path) -> Path:
-    """A copy of the book's static sources and top-level _config.yml in a temporary folder."""
-    shutil.copy(REPO / "_config.yml", tmp_path / "_config.yml")
-    shutil.copytree(REPO / "book", tmp_path / "book",
-                    ignore=shutil.ignore_patterns("_build", "chapters"))
-    return tmp_path / "book"
-
-
 @pytest.mark.slow
-def test_book_builds_on_the_tiny_profile(tmp_path):
+def test_book_builds_on_the_tiny_profile(tiny_book):
     """`amage book` executes every chapter and renders HTML without warnings, then reuses results."""
-    spec = yaml.safe_load((REPO / "tests/profiles/tiny.yml").read_text())
-    spec["workdir"] = str(tmp_path / "data")
-    profile = tmp_path / "tiny.yml"
-    profile.write_text(yaml.safe_dump(spec))
-    book_dir = _book_skeleton(tmp_path)
-    cmd = [sys.executable, "-m", "amage_core", "book", "--profile", str(profile), "--book-dir", str(book_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    html = book_dir / "_build" / "html"
+    html = tiny_book.book_dir / "_build" / "html"
     assert (html / "index.html").is_file()
     for chapter in CHAPTERS:
         page = html / "chapters" / f"{chapter.stem}.html"
@@ -104,6 +87,6 @@ def test_book_builds_on_the_tiny_profile(tmp_path):
         assert "Traceback (most recent call last)" not in text, f"{chapter.stem} shows an error"
         assert "output traceback" not in text and "output stderr" not in text, f"{chapter.stem} shows stderr"
     # a second run with nothing changed reuses every chapter
-    proc = subprocess.run(cmd + ["--no-html"], capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0
+    proc = subprocess.run(tiny_book.command + ["--no-html"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("unchanged, reusing") == len(CHAPTERS)

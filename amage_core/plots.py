@@ -1,0 +1,82 @@
+"""Figures shared by the chapters (seaborn / matplotlib). Each function returns a Figure.
+
+Inputs are the run directory's products (book/architecture.md section 3): ``predictions.tsv`` as a
+DataFrame (participant_id, fold, age, predicted_age, predicted_age_corrected, [sex], [gate_*]) and the
+per-fold ``history.csv`` tables.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+sns.set_theme(context="notebook", style="whitegrid")
+
+
+def predicted_vs_age(predictions: Mapping[str, pd.DataFrame], corrected: bool = False) -> plt.Figure:
+    """Predicted against chronological age, one panel per model, identity line dashed."""
+    column = "predicted_age_corrected" if corrected else "predicted_age"
+    n = len(predictions)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4), squeeze=False, sharex=True, sharey=True)
+    for ax, (name, df) in zip(axes[0], predictions.items()):
+        sns.scatterplot(data=df, x="age", y=column, hue="sex" if "sex" in df else None, s=14,
+                        alpha=0.7, ax=ax, edgecolor="none")
+        lo, hi = float(df["age"].min()), float(df["age"].max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set(xlabel="chronological age (years)", ylabel=f"{'corrected ' if corrected else ''}predicted age (years)",
+               title=name)
+    fig.tight_layout()
+    return fig
+
+
+def brain_age_gap(predictions: pd.DataFrame, name: str = "") -> plt.Figure:
+    """The brain-age gap against age before and after bias correction (fit on training folds)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
+    for ax, column, label in zip(axes, ["predicted_age", "predicted_age_corrected"],
+                                 ["uncorrected", "bias-corrected"]):
+        gap = predictions[column] - predictions["age"]
+        sns.regplot(x=predictions["age"], y=gap, ax=ax, scatter_kws={"s": 10, "alpha": 0.6},
+                    line_kws={"color": "C3"}, lowess=False)
+        ax.axhline(0, color="k", lw=0.8)
+        r = np.corrcoef(predictions["age"], gap)[0, 1]
+        ax.set(xlabel="chronological age (years)", ylabel="brain-age gap (years)",
+               title=f"{name} {label}: r(gap, age) = {r:.2f}".strip())
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(histories: Mapping[str, pd.DataFrame]) -> plt.Figure:
+    """Training and validation loss per epoch, one line per fold."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for i, (fold, h) in enumerate(histories.items()):
+        ax.plot(h["epoch"], h["train_loss"], color=f"C{i}", lw=1.2, label=f"fold {fold} train")
+        if "val_loss" in h:
+            ax.plot(h["epoch"], h["val_loss"], color=f"C{i}", lw=1.2, ls="--", label=f"fold {fold} validation")
+    ax.set(xlabel="epoch", ylabel="MSE (scaled age)", yscale="log")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(table: pd.DataFrame, metric: str = "mae", reference: Mapping[str, float] | None = None,
+                ) -> plt.Figure:
+    """A metric per model (rows of ``table``, columns ``<metric>`` and optionally ``<metric>_sd``),
+    with horizontal reference lines (e.g. the oracle bounds)."""
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(table) + 2), 3.8))
+    order = table.sort_values(metric).index
+    err = table.loc[order, f"{metric}_sd"] if f"{metric}_sd" in table else None
+    ax.bar(range(len(order)), table.loc[order, metric], yerr=err, color="C0", capsize=3)
+    ax.set_xticks(range(len(order)), order, rotation=35, ha="right")
+    for i, (label, value) in enumerate((reference or {}).items()):
+        ax.axhline(value, color=f"C{i + 1}", ls="--", lw=1, label=f"{label} ({value:.2f})")
+    if reference:
+        ax.legend(fontsize=8)
+    ax.set(ylabel=metric.upper() + " (years)" if metric in {"mae", "rmse"} else metric)
+    fig.tight_layout()
+    return fig
