@@ -130,6 +130,7 @@ def run_chapters(
                 f"re-run to resume from this chapter"
             ) from None
         seconds = time.perf_counter() - t0
+        _hide_parameter_cells(target)
         stamps[nb.stem] = stamp
         io.write_json(stamps_path, stamps)
         log(f"[{i}/{len(plan)}] {nb.stem}: done in {seconds:.1f} s")
@@ -140,6 +141,20 @@ def run_chapters(
         old.update(timings)
         io.write_json(out_dir / "_timings.json", old)
     return results
+
+
+def _hide_parameter_cells(notebook: Path) -> None:
+    """Tag the parameters cells (the chapter's defaults and papermill's injected values, which may
+    hold local paths) ``remove-cell`` so the rendered page does not show them."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    with io.atomic_write(notebook, "w", encoding="utf-8") as fh:
+        nbformat.write(nb, fh)
 
 
 def build_html(book_dir: Path = BOOK_DIR, log=print) -> Path:

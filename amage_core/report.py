@@ -32,4 +32,4 @@ def profile_summary(profile: Profile) -> pd.DataFrame:
     rows.append(("model", "GAT", str(m["gat"])))
     rows.append(("model", "DenseNet", str(m["densenet"])))
     rows.append(("model", "fusion", str(m["fusion"])))
-    return pd.DataFrame(rows, columns=["section", "setting", "value"])
+    return pd.DataFrame(rows, columns=["section", "setting", "value"]).set_index(["section", "setting"])

@@ -86,6 +86,7 @@ def test_book_builds_on_the_tiny_profile(tiny_book):
         text = page.read_text()
         assert "Traceback (most recent call last)" not in text, f"{chapter.stem} shows an error"
         assert "output traceback" not in text and "output stderr" not in text, f"{chapter.stem} shows stderr"
+        assert str(tiny_book.profile.parent) not in text, f"{chapter.stem} shows a local path (parameters cell)"
     # a second run with nothing changed reuses every chapter
     proc = subprocess.run(tiny_book.command + ["--no-html"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
