@@ -1,0 +1,1 @@
+"""Statistics on run products: sex differences in brain age (statsmodels)."""
