@@ -13,6 +13,7 @@ import sys
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "book": ("amage_core.book", "run the chapters with papermill, then build the book"),
+    "prep": ("amage_core.data.prep_cli", "prepare a cohort (camcan, oasis3, bids, abide) for training"),
 }
 
 

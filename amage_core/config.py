@@ -61,15 +61,23 @@ class PrepConfig:
     """Turning a source dataset into a prepared cohort (see ``amage_core.data``)."""
 
     atlas: str = "dosenbach160"
+    atlas_dir: str | None = None                # nilearn data folder for fetched atlases (None: ~/nilearn_data)
+    # "tangent" needs a group reference fitted inside each training fold: refused by prepare.
     fc_kind: Literal["correlation", "partial correlation", "tangent", "covariance"] = "correlation"
-    fisher_z: bool = True
+    # empirical = plain Pearson (as XCP-D and the authors); ledoit-wolf = nilearn's default shrinkage
+    fc_estimator: Literal["empirical", "ledoit-wolf"] = "empirical"
+    fisher_z: bool = True                       # arctanh of correlation kinds (clipped); diagonal 0
+    fmri_input: Literal["auto", "xcpd", "bold"] = "auto"   # auto: XCP-D TSV if present, else BOLD + masker
     confound_strategy: str = "simple"          # nilearn load_confounds_strategy name
     fd_threshold: float = 0.5                   # mm, mean framewise displacement above -> excluded
     min_volumes: int = 100
-    empty_regions: Literal["drop-participant", "zero"] = "drop-participant"
+    # drop-region: regions empty in any included participant are removed from the whole cohort
+    empty_regions: Literal["drop-participant", "drop-region", "zero"] = "drop-participant"
     t1_source: Literal["auto", "fmriprep", "register", "resize"] = "auto"
     t1_shape: tuple[int, int, int] = (32, 40, 32)
-    t1_crop_margin: int = 2
+    t1_crop_margin: int = 2                     # output voxels kept around the MNI brain bounding box
+    t1_percentiles: tuple[float, float] = (1.0, 99.0)   # robust intensity range inside the brain mask
+    modalities: list[str] = field(default_factory=list)  # subset of fmri/smri/table; empty: all the source has
     min_age: float = 5.0
     max_age: float = 100.0
     n_jobs: int = 1

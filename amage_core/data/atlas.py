@@ -1,7 +1,20 @@
 """Brain atlases: region names, functional-network labels and MNI coordinates.
 
 Atlases shipped inside nilearn load offline (``dosenbach160``, ``seitzman300``, ``power264``).
-Others are fetched by nilearn on first use (internet needed) and cached in nilearn's data folder.
+Others are fetched by nilearn on first use (internet needed) and cached in nilearn's data folder
+(``data_dir``, default ``~/nilearn_data``):
+
+- ``aal116`` / ``aal90``: AAL for SPM12 (``fetch_atlas_aal(version="SPM12")``); AAL-90 drops the 26
+  cerebellum and vermis labels, as the AMAge-Net authors did. Label atlas, no network labels.
+- ``schaefer<N>`` / ``schaefer<N>-<7|17>``: Schaefer 2018 (``fetch_atlas_schaefer_2018``), N in
+  100..1000, with the Yeo 7 (default) or 17 network labels taken from the region names.
+- ``cc200``: the 200 Craddock regions of the ABIDE PCP time series, named as their columns
+  (``#1`` .. ``#200``). No network labels, and no coordinates offline (``x, y, z`` are NaN): give a
+  regions TSV with coordinates as ``--atlas PATH`` where they are needed.
+
+Label atlases also carry the label image (``maps``) and the image value of each region
+(``label_values``), used by ``NiftiLabelsMasker`` when time series come from voxelwise BOLD; their
+coordinates are the regions' centres (``nilearn.plotting.find_parcellation_cut_coords``).
 
 Every atlas is returned as an :class:`Atlas`: ``regions`` is a table with one row per region, in the
 order the time-series columns and connectivity rows use (columns ``index``, ``name``, ``network``,
@@ -9,6 +22,7 @@ order the time-series columns and connectivity rows use (columns ``index``, ``na
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +39,7 @@ class Atlas:
     kind: str = "coords"           # "coords" (spheres) or "labels" (a label image)
     radius_mm: float = 5.0         # sphere radius for coordinate atlases
     maps: str | None = None        # label image path for "labels" atlases
+    label_values: tuple[int, ...] | None = None   # (R,) image value of each region ("labels")
 
     @property
     def n_regions(self) -> int:
@@ -96,18 +111,75 @@ def _accepts_legacy() -> bool:
     return "legacy_format" in inspect.signature(fetch_coords_dosenbach_2010).parameters
 
 
+def _label_centres(maps: str, values: list[int]) -> np.ndarray:
+    """(R, 3) MNI centre of each label value (NaN where a value is absent from the image)."""
+    from nilearn.plotting import find_parcellation_cut_coords
+
+    coords, found = find_parcellation_cut_coords(maps, return_label_names=True)
+    lookup = {int(v): c for v, c in zip(found, coords)}
+    return np.array([lookup.get(int(v), (np.nan,) * 3) for v in values], dtype=float)
+
+
+def _aal(cerebellum: bool, data_dir: str | None) -> Atlas:
+    from nilearn.datasets import fetch_atlas_aal
+
+    d = fetch_atlas_aal(version="SPM12", data_dir=data_dir, verbose=0)
+    pairs = [(str(n), int(i)) for n, i in zip(d.labels, d.indices) if str(n) != "Background"]
+    if not cerebellum:
+        pairs = [(n, i) for n, i in pairs if not n.startswith(("Cerebelum", "Vermis"))]
+    names = [n for n, _ in pairs]
+    values = [i for _, i in pairs]
+    table = _table(names, [NO_NETWORK] * len(names), _label_centres(d.maps, values))
+    return Atlas(f"aal{len(names)}", table, kind="labels", maps=str(d.maps), label_values=tuple(values))
+
+
+def _schaefer(n_rois: int, networks: int, data_dir: str | None) -> Atlas:
+    from nilearn.datasets import fetch_atlas_schaefer_2018
+
+    d = fetch_atlas_schaefer_2018(n_rois=n_rois, yeo_networks=networks, resolution_mm=2,
+                                  data_dir=data_dir, verbose=0)
+    lut = d.lut[d.lut["name"] != "Background"]
+    names = [str(n) for n in lut["name"]]
+    # "7Networks_LH_Vis_1" -> network "Vis"
+    nets = [n.split("_")[2] if n.count("_") >= 3 else NO_NETWORK for n in names]
+    values = [int(v) for v in lut["index"]]
+    table = _table(names, nets, _label_centres(d.maps, values))
+    return Atlas(f"schaefer{n_rois}-{networks}", table, kind="labels", maps=str(d.maps),
+                 label_values=tuple(values))
+
+
+def _cc200() -> Atlas:
+    names = [f"#{i}" for i in range(1, 201)]
+    return Atlas("cc200", _table(names, [NO_NETWORK] * 200, np.full((200, 3), np.nan)))
+
+
 ATLASES = {
     "dosenbach160": _dosenbach160,
     "seitzman300": _seitzman300,
     "power264": _power264,
+    "cc200": _cc200,
 }
+FETCHED = ("aal90", "aal116", "schaefer<N>", "schaefer<N>-7", "schaefer<N>-17")
+_SCHAEFER = re.compile(r"^schaefer(\d+)(?:-(7|17))?$")
 
 
-def load_atlas(name: str) -> Atlas:
-    """Load an atlas by name (see ``ATLASES``) or from a regions TSV path (index,name,network,x,y,z)."""
+def load_atlas(name: str, data_dir: str | Path | None = None) -> Atlas:
+    """Load an atlas by name or from a regions TSV path (index,name,network,x,y,z).
+
+    Names: ``dosenbach160``, ``seitzman300``, ``power264``, ``cc200`` (offline); ``aal90``,
+    ``aal116``, ``schaefer<N>[-7|-17]`` (fetched by nilearn into ``data_dir`` on first use).
+    """
     key = name.lower()
     if key in ATLASES:
         return ATLASES[key]()
+    data_dir = str(data_dir) if data_dir is not None else None
+    if key in ("aal90", "aal116"):
+        return _aal(cerebellum=key == "aal116", data_dir=data_dir)
+    if m := _SCHAEFER.match(key):
+        n_rois, nets = int(m.group(1)), int(m.group(2) or 7)
+        if n_rois not in range(100, 1001, 100):
+            raise ValueError(f"atlas {name!r}: Schaefer 2018 has 100, 200, ..., 1000 regions")
+        return _schaefer(n_rois, nets, data_dir)
     path = Path(name)
     if path.suffix in {".tsv", ".csv"} and path.is_file():
         df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
@@ -116,4 +188,6 @@ def load_atlas(name: str) -> Atlas:
             raise ValueError(f"{path}: atlas table lacks column(s) {sorted(missing)}")
         nets = df["network"] if "network" in df else [NO_NETWORK] * len(df)
         return Atlas(path.stem, _table(df["name"], nets, df[["x", "y", "z"]].to_numpy()))
-    raise ValueError(f"unknown atlas {name!r}: use one of {sorted(ATLASES)} or a regions TSV path")
+    raise ValueError(
+        f"unknown atlas {name!r}: use one of {sorted(ATLASES) + list(FETCHED)} or a regions TSV path"
+    )

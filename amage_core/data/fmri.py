@@ -1,0 +1,200 @@
+"""Resting fMRI -> atlas time series -> functional connectivity (Fisher z), with motion QC.
+
+Two inputs, both with the field's tools:
+- XCP-D time-series TSVs (either naming; ABIDE ``.1D`` files are the same format): one column
+  per region (header = region names), one row per volume; ``n/a`` read as NaN.
+- fMRIPrep preprocessed BOLD in MNI space: ``nilearn.maskers.NiftiSpheresMasker`` (coordinate
+  atlases) or ``NiftiLabelsMasker`` (label atlases), denoised with the fMRIPrep confounds through
+  ``nilearn.interfaces.fmriprep.load_confounds_strategy`` (``PrepConfig.confound_strategy``).
+
+A region is *empty* when it has no usable signal: any non-finite value or zero variance (all
+zero, outside the field of view). Connectivity is computed on the non-empty regions with
+``nilearn.connectome.ConnectivityMeasure(kind=...)``; empty regions get zero rows and columns.
+The covariance estimator is ``PrepConfig.fc_estimator`` (empirical = plain Pearson, not nilearn's
+Ledoit-Wolf default). Correlation kinds are Fisher z transformed (``arctanh`` of the clipped value); the diagonal is 0.
+Motion: mean framewise displacement from the confounds' ``framewise_displacement`` column (the
+first volume's ``n/a`` ignored); no confounds file -> no motion check (NaN).
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from amage_core.config import PrepConfig
+from amage_core.data.atlas import Atlas
+from amage_core.data.qc import (EMPTY_REGIONS, EXCESSIVE_MOTION, MISSING_MODALITY, TOO_FEW_VOLUMES,
+                                UNREADABLE_NIFTI, UNREADABLE_TABLE, WRONG_DIM, QCError)
+
+CLIP = 1.0 - 1e-6
+READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
+
+
+@dataclass
+class FmriResult:
+    connectivity: np.ndarray    # (R, R) float32, Fisher z (correlation kinds), diagonal 0
+    empty: np.ndarray           # (R,) bool, regions without signal (zero rows/columns)
+    n_volumes: int
+    mean_fd: float              # mm; NaN when no confounds were available
+
+
+def read_timeseries_tsv(path: Path, participant: str) -> pd.DataFrame:
+    """(T, R') time series of a TSV, columns named by region; QCError when unreadable."""
+    try:
+        df = pd.read_csv(path, sep="\t", na_values=["n/a"])
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise QCError(participant, path, f"{UNREADABLE_TABLE}: {exc}") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise QCError(participant, path, f"{UNREADABLE_TABLE}: non-numeric column(s) {bad[:3]}")
+    return df
+
+
+def align_to_atlas(df: pd.DataFrame, atlas: Atlas, path: Path, participant: str) -> np.ndarray:
+    """(T, R) columns in the atlas's region order.
+
+    By name when every atlas region is a column (extra columns ignored); by position when the
+    names differ but the count equals R; otherwise QCError.
+    """
+    names = list(atlas.regions["name"])
+    if set(names) <= set(df.columns):
+        return df[names].to_numpy(dtype=np.float64)
+    if df.shape[1] == len(names):
+        return df.to_numpy(dtype=np.float64)
+    raise QCError(participant, path, f"{MISSING_MODALITY}: time series has {df.shape[1]} columns, "
+                                     f"atlas {atlas.name} has {len(names)} regions")
+
+
+def mean_framewise_displacement(path: Path | None, participant: str) -> float:
+    """Mean of the ``framewise_displacement`` column (mm), NaN when ``path`` is None."""
+    if path is None:
+        return float("nan")
+    try:
+        fd = pd.read_csv(path, sep="\t", na_values=["n/a"], usecols=["framewise_displacement"])
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise QCError(participant, path, f"{UNREADABLE_TABLE}: no readable framewise_displacement "
+                                         f"column ({exc})") from exc
+    values = pd.to_numeric(fd["framewise_displacement"], errors="coerce").to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else float("nan")
+
+
+def bold_timeseries(bold: Path, atlas: Atlas, cfg: PrepConfig, participant: str) -> np.ndarray:
+    """(T, R) atlas time series of a preprocessed BOLD, denoised with its fMRIPrep confounds."""
+    import nibabel as nib
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+    from nilearn.maskers import NiftiLabelsMasker, NiftiSpheresMasker
+
+    try:
+        img = nib.load(str(bold))
+    except (nib.filebasedimages.ImageFileError, *READ_ERRORS) as exc:
+        raise QCError(participant, bold, f"{UNREADABLE_NIFTI}: {exc}") from exc
+    if len(img.shape) != 4:
+        raise QCError(participant, bold, f"{WRONG_DIM}: BOLD has shape {img.shape}, expected 4D")
+    if img.shape[3] < cfg.min_volumes:
+        raise QCError(participant, bold, f"{TOO_FEW_VOLUMES}: {img.shape[3]} < {cfg.min_volumes}")
+    try:
+        confounds, sample_mask = load_confounds_strategy(str(bold), denoise_strategy=cfg.confound_strategy)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        raise QCError(participant, bold, f"{MISSING_MODALITY}: fMRIPrep confounds for strategy "
+                                         f"{cfg.confound_strategy!r} not usable ({exc})") from exc
+    t_r = float(img.header.get_zooms()[3]) if len(img.header.get_zooms()) > 3 else None
+    common = dict(t_r=t_r or None, standardize=None, detrend=False)
+    if atlas.kind == "labels":
+        masker = NiftiLabelsMasker(labels_img=atlas.maps, resampling_target="data", **common)
+    else:
+        masker = NiftiSpheresMasker(seeds=atlas.coords, radius=atlas.radius_mm, allow_overlap=True,
+                                    **common)
+    try:
+        ts = masker.fit_transform(img, confounds=confounds, sample_mask=sample_mask)
+    except READ_ERRORS as exc:
+        raise QCError(participant, bold, f"{UNREADABLE_NIFTI}: {type(exc).__name__}: {exc}") from exc
+    if atlas.kind == "labels":
+        ts = _labels_in_atlas_order(ts, masker, atlas)
+    return np.asarray(ts, dtype=np.float64)
+
+
+def _labels_in_atlas_order(ts: np.ndarray, masker, atlas: Atlas) -> np.ndarray:
+    """Columns of a fitted NiftiLabelsMasker in the atlas's order; absent labels -> NaN columns."""
+    ids = {int(v): int(k) for k, v in masker.region_ids_.items() if k != "background"}
+    out = np.full((ts.shape[0], atlas.n_regions), np.nan)
+    for j, value in enumerate(atlas.label_values or ()):
+        if value in ids:
+            out[:, j] = ts[:, ids[value]]
+    return out
+
+
+def empty_regions(ts: np.ndarray) -> np.ndarray:
+    """(R,) bool: regions with any non-finite value or zero variance, from (T, R) series."""
+    finite = np.isfinite(ts).all(axis=0)
+    var = np.zeros(ts.shape[1])
+    var[finite] = ts[:, finite].var(axis=0)
+    return ~finite | (var <= 1e-12)
+
+
+def connectivity(ts: np.ndarray, kind: str = "correlation", fisher_z: bool = True,
+                 estimator: str = "empirical") -> np.ndarray:
+    """(R, R) float32 connectivity of (T, R) series (nilearn ``ConnectivityMeasure``).
+
+    ``estimator``: ``"empirical"`` (plain Pearson correlation, as XCP-D computes it) or
+    ``"ledoit-wolf"`` (nilearn's default shrinkage; needed for partial correlation when T < R).
+    Correlation kinds: Fisher z (``arctanh``, clipped to |r| <= 1 - 1e-6) when ``fisher_z``.
+    The diagonal is set to 0.
+    """
+    from nilearn.connectome import ConnectivityMeasure
+    from sklearn.covariance import EmpiricalCovariance, LedoitWolf
+
+    cov = EmpiricalCovariance() if estimator == "empirical" else LedoitWolf(store_precision=False)
+    measure = ConnectivityMeasure(cov_estimator=cov, kind=kind, standardize="zscore_sample")
+    mat = measure.fit_transform([ts])[0]
+    if fisher_z and kind in ("correlation", "partial correlation"):
+        mat = np.arctanh(np.clip(mat, -CLIP, CLIP))
+    np.fill_diagonal(mat, 0.0)
+    return mat.astype(np.float32)
+
+
+def participant_fmri(record, atlas: Atlas, cfg: PrepConfig) -> FmriResult:
+    """Connectivity and QC of one participant; raises :class:`QCError` with the reason."""
+    pid = record.participant_id
+    use_tsv = record.timeseries is not None and cfg.fmri_input in ("auto", "xcpd")
+    use_bold = not use_tsv and record.bold is not None and cfg.fmri_input in ("auto", "bold")
+    if use_tsv:
+        path = record.timeseries
+        ts = align_to_atlas(read_timeseries_tsv(path, pid), atlas, path, pid)
+        if ts.shape[0] < cfg.min_volumes:
+            raise QCError(pid, path, f"{TOO_FEW_VOLUMES}: {ts.shape[0]} < {cfg.min_volumes}")
+    elif use_bold:
+        path = record.bold
+        ts = bold_timeseries(path, atlas, cfg, pid)
+    else:
+        raise QCError(pid, record.raw_bold, _missing_fmri_reason(record, atlas, cfg))
+    mean_fd = mean_framewise_displacement(record.confounds, pid)
+    if np.isfinite(mean_fd) and mean_fd > cfg.fd_threshold:
+        raise QCError(pid, record.confounds,
+                      f"{EXCESSIVE_MOTION}: mean FD {mean_fd:.3f} mm > {cfg.fd_threshold:g} mm")
+    empty = empty_regions(ts)
+    keep = ~empty
+    if empty.any() and (cfg.empty_regions == "drop-participant" or keep.sum() < 2):
+        names = list(atlas.regions["name"][empty])
+        raise QCError(pid, path, f"{EMPTY_REGIONS}: {int(empty.sum())} region(s) without signal "
+                                 f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
+    full = np.zeros((atlas.n_regions, atlas.n_regions), dtype=np.float32)
+    full[np.ix_(keep, keep)] = connectivity(ts[:, keep], cfg.fc_kind, cfg.fisher_z,
+                                                  cfg.fc_estimator)
+    return FmriResult(full, empty, int(ts.shape[0]), mean_fd)
+
+
+def _missing_fmri_reason(record, atlas: Atlas, cfg: PrepConfig) -> str:
+    if cfg.fmri_input == "xcpd" and record.bold is not None:
+        return f"{MISSING_MODALITY}: fMRI (no XCP-D time series for atlas {atlas.name}; fmri_input='xcpd')"
+    if record.xcpd_atlases:
+        return (f"{MISSING_MODALITY}: fMRI (XCP-D time series only for atlas(es) "
+                f"{', '.join(record.xcpd_atlases)}, not {atlas.name})")
+    if record.raw_bold is not None:
+        return (f"{MISSING_MODALITY}: fMRI (raw BOLD only: run fMRIPrep, optionally XCP-D, and "
+                "pass the derivatives)")
+    return f"{MISSING_MODALITY}: fMRI (no XCP-D time series and no fMRIPrep preprocessed BOLD)"

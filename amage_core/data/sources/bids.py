@@ -1,0 +1,80 @@
+"""Any BIDS dataset with fMRIPrep and/or XCP-D derivatives (the synthetic cohort's layout).
+
+    <root>/participants.tsv                  participant_id, age, sex (M/F, male/female, or 1/2 with
+                                             1 = male), optional site, session and extra columns
+    <root>/sub-<id>/[ses-<s>/]anat|func/     the raw BIDS (optional: raw T1 for t1_source="resize")
+    <derivatives>/fmriprep*/sub-<id>/...     fMRIPrep (default <root>/derivatives)
+    <derivatives>/xcp_d*/sub-<id>/...        XCP-D, either naming
+
+Extra columns of participants.tsv (e.g. ``dx``) are carried into the prepared participants.tsv.
+A structural table (``table=PATH``, keyed by ``participant_id``) adds the table modality.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from amage_core.config import PrepConfig
+from amage_core.data.sources.base import (ParticipantRecord, SourceScan, mark_duplicates,
+                                          normalise_sex, read_table, require_columns, to_age,
+                                          with_prefix)
+from amage_core.data.sources.derivatives import (attach_derivatives, locate_derivatives,
+                                                 raw_files)
+
+_KNOWN = {"participant_id", "age", "sex", "site", "session"}
+
+
+def _sessions(root: Path, dirs, sub: str) -> list[str]:
+    bases = [root] + dirs.fmriprep + dirs.xcpd
+    found = {p.name for b in bases for p in (b / sub).glob("ses-*") if p.is_dir()}
+    return sorted(found)
+
+
+def scan(root: Path, derivatives: Path | None, cfg: PrepConfig, cohort: str | None = None,
+         table: str | Path | None = None, table_id_column: str = "participant_id") -> SourceScan:
+    """Records for every participant of ``participants.tsv`` (and any with derivatives but no row)."""
+    from amage_core.data.tables import load_feature_table
+
+    root = Path(root)
+    tsv = root / "participants.tsv"
+    if not tsv.is_file():
+        raise FileNotFoundError(f"{root}: no participants.tsv (is this a BIDS dataset root?)")
+    df = read_table(tsv)
+    require_columns(df, ["participant_id", "age", "sex"], tsv)
+    dirs = locate_derivatives(derivatives, root)
+    cohort = cohort or root.name
+    feats = load_feature_table(table, table_id_column, id_map=with_prefix) if table else None
+    records: list[ParticipantRecord] = []
+    for _, row in df.iterrows():
+        sub = with_prefix(row["participant_id"])
+        extra = {k: row[k] for k in df.columns if k not in _KNOWN}
+        records.append(ParticipantRecord(
+            participant_id=sub, age=to_age(row["age"]), sex=normalise_sex(row["sex"]), cohort=cohort,
+            site=str(row["site"]) if "site" in df and isinstance(row["site"], str) else "",
+            session=with_prefix(row["session"], "ses-") if "session" in df and isinstance(row["session"], str) else "",
+            extra=extra, demographics=tsv))
+    listed = {r.participant_id for r in records}
+    unlisted = sorted({p.name for b in [root] + dirs.fmriprep + dirs.xcpd for p in b.glob("sub-*")
+                       if p.is_dir()} - listed)
+    for sub in unlisted:
+        records.append(ParticipantRecord(sub, None, None, cohort, demographics=tsv,
+                                         extra={k: "" for k in df.columns if k not in _KNOWN}))
+    mark_duplicates(records, tsv)
+    for r in records:
+        if not r.session:
+            sessions = _sessions(root, dirs, r.participant_id)
+            for ses in [""] + sessions:
+                r.session = ses
+                attach_derivatives(r, dirs, cfg.atlas)
+                if r.timeseries or r.bold:
+                    break
+            else:
+                r.session = sessions[0] if len(sessions) == 1 else ""
+                attach_derivatives(r, dirs, cfg.atlas)
+        else:
+            attach_derivatives(r, dirs, cfg.atlas)
+        r.t1_raw, r.raw_bold = raw_files(root, r.participant_id, r.session)
+        if feats is not None:
+            r.table_row = feats.row(r.participant_id)
+    modalities = {"fmri", "smri"} | ({"table"} if feats is not None else set())
+    return SourceScan("bids", records, frozenset(modalities),
+                      table_columns=feats.columns if feats is not None else [])

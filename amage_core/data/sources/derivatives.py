@@ -1,0 +1,171 @@
+"""Finding a participant's files in fMRIPrep and XCP-D derivatives (both XCP-D namings).
+
+fMRIPrep (``space-MNI152NLin2009cAsym``):
+    sub-X[/ses-Y]/anat/sub-X[_ses-Y]_space-MNI152NLin2009cAsym[_res-N]_desc-preproc_T1w.nii.gz (+ desc-brain_mask)
+    sub-X[/ses-Y]/func/sub-X[_ses-Y]_task-rest[_run-N]_space-MNI152NLin2009cAsym[_res-N]_desc-preproc_bold.nii.gz
+    sub-X[/ses-Y]/func/sub-X[_ses-Y]_task-rest[_run-N]_desc-confounds_timeseries.tsv
+XCP-D, newer and older namings (one column per region, one row per volume):
+    ..._seg-<Atlas>_stat-mean_timeseries.tsv
+    ..._atlas-<Atlas>_timeseries.tsv      (and the intermediate ..._atlas-<Atlas>_stat-mean_timeseries.tsv)
+    ..._motion.tsv                         (framewise_displacement, used when fMRIPrep confounds are absent)
+
+Only resting-state runs are used (``task-rest``, any case, or no task entity); with several runs,
+the first in sorted order.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SPACE = "MNI152NLin2009cAsym"
+_TS = re.compile(r"_(?:seg|atlas)-([A-Za-z0-9]+)(?:_stat-mean)?_timeseries\.tsv$")
+_TASK = re.compile(r"_task-([A-Za-z0-9]+)")
+
+
+@dataclass
+class DerivativeDirs:
+    """The fMRIPrep and XCP-D folders of one dataset (each holds ``sub-*`` folders)."""
+
+    fmriprep: list[Path] = field(default_factory=list)
+    xcpd: list[Path] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.fmriprep or self.xcpd)
+
+
+def locate_derivatives(derivatives: Path | None, root: Path) -> DerivativeDirs:
+    """fMRIPrep / XCP-D folders under ``derivatives`` (default ``<root>/derivatives``).
+
+    Children named ``fmriprep*`` and ``xcp_d*``/``xcpd*`` are used; a folder that itself holds
+    ``sub-*`` folders counts as both (a single mixed derivatives folder).
+    """
+    base = Path(derivatives) if derivatives is not None else Path(root) / "derivatives"
+    if derivatives is not None and not base.is_dir():
+        raise FileNotFoundError(f"{base}: derivatives folder not found")
+    dirs = DerivativeDirs()
+    if not base.is_dir():
+        return dirs
+    for child in sorted(p for p in base.iterdir() if p.is_dir()):
+        name = child.name.lower()
+        if name.startswith("fmriprep"):
+            dirs.fmriprep.append(child)
+        elif name.startswith(("xcp_d", "xcpd", "xcp-d")):
+            dirs.xcpd.append(child)
+    if any(base.glob("sub-*")):
+        dirs.fmriprep.append(base)
+        dirs.xcpd.append(base)
+    return dirs
+
+
+def _is_rest(name: str) -> bool:
+    m = _TASK.search(name)
+    return m is None or m.group(1).lower().startswith("rest")
+
+
+def _folders(base: Path, sub: str, ses: str, kind: str) -> list[Path]:
+    out = [base / sub / ses / kind] if ses else []
+    out.append(base / sub / kind)
+    return [p for p in out if p.is_dir()]
+
+
+def _first(paths) -> Path | None:
+    paths = sorted(paths)
+    return paths[0] if paths else None
+
+
+def _matches_session(name: str, ses: str) -> bool:
+    return not ses or f"_{ses}_" in name or "_ses-" not in name
+
+
+@dataclass
+class FmriprepFiles:
+    t1_mni: Path | None = None
+    brain_mask: Path | None = None
+    bold: Path | None = None
+    confounds: Path | None = None
+
+
+def find_fmriprep(dirs: DerivativeDirs, sub: str, ses: str = "") -> FmriprepFiles:
+    """The MNI T1w (+ brain mask), the MNI preprocessed rest BOLD and its confounds."""
+    found = FmriprepFiles()
+    for base in dirs.fmriprep:
+        for anat in _folders(base, sub, ses, "anat"):
+            t1 = _first(p for p in anat.glob(f"{sub}*_space-{SPACE}*_desc-preproc_T1w.nii*")
+                        if _matches_session(p.name, ses))
+            if t1 is not None and found.t1_mni is None:
+                found.t1_mni = t1
+                mask = t1.with_name(t1.name.replace("_desc-preproc_T1w", "_desc-brain_mask"))
+                found.brain_mask = mask if mask.is_file() else None
+        for func in _folders(base, sub, ses, "func"):
+            if found.bold is None:
+                found.bold = _first(p for p in func.glob(f"{sub}*_space-{SPACE}*_desc-preproc_bold.nii*")
+                                    if _is_rest(p.name) and _matches_session(p.name, ses))
+            if found.confounds is None:
+                prefix = found.bold.name.split("_space-")[0] if found.bold else None
+                candidates = [p for p in func.glob(f"{sub}*_desc-confounds_*.tsv")
+                              if p.name.endswith(("_timeseries.tsv", "_regressors.tsv"))
+                              and _is_rest(p.name) and _matches_session(p.name, ses)]
+                if prefix:
+                    candidates = [p for p in candidates if p.name.startswith(prefix + "_desc-")] or candidates
+                found.confounds = _first(candidates)
+    return found
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def atlas_matches(entity: str, atlas: str) -> bool:
+    """Does an XCP-D atlas entity name this atlas? (case and punctuation ignored;
+    ``Schaefer100`` matches ``schaefer100-7``)."""
+    e, a = _norm(entity), _norm(atlas)
+    return e == a or (a.startswith(e) and a[len(e):] in {"7", "17"})
+
+
+@dataclass
+class XcpdFiles:
+    timeseries: Path | None = None
+    motion: Path | None = None
+    atlases_found: list[str] = field(default_factory=list)
+
+
+def find_xcpd(dirs: DerivativeDirs, sub: str, atlas: str, ses: str = "") -> XcpdFiles:
+    """The rest time-series TSV for ``atlas`` (either naming) and the motion TSV."""
+    found = XcpdFiles()
+    for base in dirs.xcpd:
+        for func in _folders(base, sub, ses, "func"):
+            for p in sorted(func.glob(f"{sub}*_timeseries.tsv")):
+                m = _TS.search(p.name)
+                if not m or not _is_rest(p.name) or not _matches_session(p.name, ses):
+                    continue
+                found.atlases_found.append(m.group(1))
+                if found.timeseries is None and atlas_matches(m.group(1), atlas):
+                    found.timeseries = p
+            if found.motion is None:
+                found.motion = _first(p for p in func.glob(f"{sub}*_motion.tsv")
+                                      if _is_rest(p.name) and _matches_session(p.name, ses))
+    found.atlases_found = sorted(set(found.atlases_found))
+    return found
+
+
+def raw_files(root: Path, sub: str, ses: str = "") -> tuple[Path | None, Path | None]:
+    """(T1w, rest BOLD) of the raw BIDS dataset at ``root`` (first run; any acq entity)."""
+    t1 = bold = None
+    for anat in _folders(root, sub, ses, "anat"):
+        t1 = t1 or _first(anat.glob(f"{sub}*_T1w.nii*"))
+    for func in _folders(root, sub, ses, "func"):
+        bold = bold or _first(p for p in func.glob(f"{sub}*_bold.nii*") if _is_rest(p.name))
+    return t1, bold
+
+
+def attach_derivatives(record, dirs: DerivativeDirs, atlas: str) -> None:
+    """Fill a record's derivative paths (fMRIPrep and XCP-D) for its participant and session."""
+    fp = find_fmriprep(dirs, record.participant_id, record.session)
+    xc = find_xcpd(dirs, record.participant_id, atlas, record.session)
+    record.t1_mni, record.brain_mask = fp.t1_mni, fp.brain_mask
+    record.bold = fp.bold
+    record.confounds = fp.confounds or xc.motion
+    record.timeseries = xc.timeseries
+    record.xcpd_atlases = tuple(xc.atlases_found)
