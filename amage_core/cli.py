@@ -13,6 +13,7 @@ import sys
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "book": ("amage_core.book", "run the chapters with papermill, then build the book"),
+    "synth": ("amage_core.synth.cli", "generate a synthetic lifespan cohort (BIDS + fMRIPrep/XCP-D) with ground truth"),
     "prep": ("amage_core.data.prep_cli", "prepare a cohort (camcan, oasis3, bids, abide) for training"),
 }
 

@@ -38,6 +38,14 @@ class SynthConfig:
     voxel_size: float = 6.0          # mm, isotropic T1 grid written to disk (paper scale: 2.0)
     n_bold_nifti: int = 8            # participants who also get voxelwise BOLD + confounds
     atlas: str = "dosenbach160"      # network-labelled atlas shipped with nilearn
+    # --- added by the synth station (issue 3) ---
+    extra_atlases: list[str] = field(default_factory=list)  # more XCP-D TSVs (e.g. seitzman300)
+    bold_voxel_size: float = 4.0     # mm; BOLD NIfTI grid is max(voxel_size, bold_voxel_size)
+    n_volumes: int | None = None     # None: the preset's scan length (camcan-like 261)
+    tr: float | None = None          # s; None: the preset's repetition time (camcan-like 1.97)
+    brain_age_sd: float = 2.5        # years, shared deviation of brain age from age (both modalities)
+    smri_deviation_sd: float = 3.0   # years, structural age's own deviation from brain age
+    fmri_deviation_sd: float = 5.0   # years, functional age's own deviation from brain age
 
 
 @dataclass

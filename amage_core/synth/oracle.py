@@ -1,0 +1,126 @@
+"""The oracle: the lowest age-prediction error any model could reach on a synthetic cohort.
+
+What the oracle assumes
+-----------------------
+It is an *ideal observer of the latent ages*. A model given the sMRI of a participant can at best
+recover that participant's ``smri_age`` exactly (as if every effect of ageing in the image could be
+inverted without error and every nuisance - anatomy, head size, noise, bias field, scanner - could
+be removed); likewise ``fmri_age`` from the fMRI, and both from both. What remains is the noise that
+is part of the generative model itself (:mod:`amage_core.synth.latent`)::
+
+    smri_age = age + gap + smri_dev,   fmri_age = age + gap + fmri_dev
+    gap ~ N(0, brain_age_sd^2),  smri_dev ~ N(0, smri_sd^2),  fmri_dev ~ N(0, fmri_sd^2)
+
+Given the observed latent ages ``a`` of a set of modalities, the likelihood of chronological age A
+is Gaussian in the generalised-least-squares combination ``m = 1'S^-1 a / 1'S^-1 1`` with variance
+``v = 1 / 1'S^-1 1`` (S = the modalities' covariance: brain_age_sd^2 everywhere plus each
+modality's own variance on the diagonal). The oracle predicts the posterior *median* of A under the
+preset's age prior, which minimises the expected absolute error, so no predictor of the same
+information has a lower MAE. The bound is estimated by Monte Carlo: draw (A, gap, devs) from the
+generative model, compute the posterior median on a 0.05-year grid, average |error|.
+
+Because real models must also see through the image-level variation, the oracle is a lower bound,
+not a target; the gap between a model and the oracle is what the model fails to extract. It is
+reported twice: for the population (Monte Carlo, with its standard error) and for this cohort's
+actual latent values.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from amage_core.synth.latent import age_prior, rng_for, sample_ages, STREAM_ORACLE
+from amage_core.synth.presets import Preset
+
+ASSUMPTIONS = (
+    "Ideal observer of the latent ages: a model of a modality recovers that modality's latent age "
+    "(smri_age, fmri_age) exactly, i.e. every image-level nuisance (anatomy, head size, noise, bias, "
+    "scanner, motion, finite scan length) is removed perfectly. What is left is the generative "
+    "model's own noise: the shared brain-age gap and each modality's deviation. The prediction is the "
+    "posterior median of chronological age under the preset's age prior (minimum expected absolute "
+    "error); 'population' is a Monte Carlo estimate over the generative model, 'cohort' uses this "
+    "cohort's latent ages. Real models are worse; no model can be better in expectation."
+)
+
+MODALITY_SETS: dict[str, tuple[str, ...]] = {"smri": ("smri",), "fmri": ("fmri",), "both": ("smri", "fmri")}
+
+
+def _covariance(mods: tuple[str, ...], sds: dict[str, float]) -> np.ndarray:
+    """(M, M) covariance of the modalities' latent ages around chronological age."""
+    cov = np.full((len(mods), len(mods)), sds["brain_age"] ** 2)
+    cov[np.diag_indices(len(mods))] += [sds[m] ** 2 for m in mods]
+    return cov
+
+
+def combine(latent: np.ndarray, mods: tuple[str, ...], sds: dict[str, float]) -> tuple[np.ndarray, float]:
+    """GLS combination of observed latent ages.
+
+    latent: (n, M) latent ages of the modalities in ``mods``. Returns (m (n,), variance v).
+    """
+    prec = np.linalg.inv(_covariance(mods, sds))
+    weights = prec.sum(axis=0)
+    total = weights.sum()
+    return latent @ (weights / total), 1.0 / total
+
+
+def posterior_median(m: np.ndarray, v: float, preset: Preset, step: float = 0.05, chunk: int = 2048) -> np.ndarray:
+    """(n,) posterior median of chronological age given GLS statistics ``m`` (n,) of variance ``v``."""
+    grid = np.arange(preset.age_min, preset.age_max + step / 2, step)
+    log_prior = np.log(np.maximum(age_prior(preset, grid), 1e-300))
+    out = np.empty(len(m))
+    for start in range(0, len(m), chunk):
+        mm = m[start:start + chunk, None]
+        logp = log_prior[None, :] - 0.5 * (mm - grid[None, :]) ** 2 / v
+        p = np.exp(logp - logp.max(axis=1, keepdims=True))
+        cdf = np.cumsum(p, axis=1)
+        cdf /= cdf[:, -1:]
+        idx = (cdf < 0.5).sum(axis=1)
+        # linear interpolation of the CDF between the two grid points around 0.5
+        lo = np.clip(idx - 1, 0, len(grid) - 1)
+        hi = np.clip(idx, 0, len(grid) - 1)
+        c_lo = np.where(idx > 0, cdf[np.arange(len(mm)), lo], 0.0)
+        c_hi = cdf[np.arange(len(mm)), hi]
+        frac = np.where(c_hi > c_lo, (0.5 - c_lo) / np.maximum(c_hi - c_lo, 1e-12), 0.0)
+        g_lo = np.where(idx > 0, grid[lo], grid[0] - step)
+        out[start:start + chunk] = g_lo + np.clip(frac, 0, 1) * (grid[hi] - g_lo)
+    return out
+
+
+def oracle_predictions(latent: dict[str, np.ndarray], sds: dict[str, float], preset: Preset) -> dict[str, np.ndarray]:
+    """Oracle age predictions from latent ages: {"smri"|"fmri"|"both": (n,)}.
+
+    latent: {"smri": (n,), "fmri": (n,)} observed latent ages; sds: brain_age, smri, fmri sds.
+    """
+    preds = {}
+    for name, mods in MODALITY_SETS.items():
+        m, v = combine(np.column_stack([latent[k] for k in mods]), mods, sds)
+        preds[name] = posterior_median(m, v, preset)
+    return preds
+
+
+def monte_carlo_oracle(preset: Preset, sds: dict[str, float], n_draws: int = 20000, seed: int = 0) -> dict:
+    """Population oracle by Monte Carlo from the generative model.
+
+    Returns {"smri"|"fmri"|"both": {"mae", "rmse", "mae_se"}} plus n_draws and seed.
+    """
+    rng = rng_for(seed, STREAM_ORACLE)
+    age = sample_ages(preset, n_draws, rng)
+    gap = rng.normal(0, sds["brain_age"], n_draws)
+    latent = {m: age + gap + rng.normal(0, sds[m], n_draws) for m in ("smri", "fmri")}
+    out: dict = {"n_draws": int(n_draws), "seed": int(seed)}
+    for name, pred in oracle_predictions(latent, sds, preset).items():
+        err = np.abs(pred - age)
+        out[name] = {
+            "mae": float(err.mean()),
+            "rmse": float(np.sqrt(np.mean(err ** 2))),
+            "mae_se": float(err.std(ddof=1) / np.sqrt(n_draws)),
+        }
+    return out
+
+
+def cohort_oracle(age: np.ndarray, latent: dict[str, np.ndarray], sds: dict[str, float], preset: Preset) -> dict:
+    """Oracle MAE/RMSE on one cohort's actual latent ages: {"smri"|"fmri"|"both": {"mae", "rmse"}}."""
+    out = {}
+    for name, pred in oracle_predictions(latent, sds, preset).items():
+        err = pred - age
+        out[name] = {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2)))}
+    return out
