@@ -130,7 +130,8 @@ def _aal(cerebellum: bool, data_dir: str | None) -> Atlas:
     names = [n for n, _ in pairs]
     values = [i for _, i in pairs]
     table = _table(names, [NO_NETWORK] * len(names), _label_centres(d.maps, values))
-    return Atlas(f"aal{len(names)}", table, kind="labels", maps=str(d.maps), label_values=tuple(values))
+    return Atlas("aal116" if cerebellum else "aal90", table, kind="labels", maps=str(d.maps),
+                 label_values=tuple(values))
 
 
 def _schaefer(n_rois: int, networks: int, data_dir: str | None) -> Atlas:

@@ -17,6 +17,7 @@ first volume's ``n/a`` ignored); no confounds file -> no motion check (NaN).
 """
 from __future__ import annotations
 
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,9 @@ import pandas as pd
 
 from amage_core.config import PrepConfig
 from amage_core.data.atlas import Atlas
-from amage_core.data.qc import (EMPTY_REGIONS, EXCESSIVE_MOTION, MISSING_MODALITY, TOO_FEW_VOLUMES,
-                                UNREADABLE_NIFTI, UNREADABLE_TABLE, WRONG_DIM, QCError)
+from amage_core.data.qc import (EMPTY_REGIONS, EXCESSIVE_MOTION, MISSING_MODALITY, SINGULAR,
+                                TOO_FEW_VOLUMES, UNREADABLE_NIFTI, UNREADABLE_TABLE, WRONG_DIM,
+                                QCError)
 
 CLIP = 1.0 - 1e-6
 READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
@@ -146,11 +148,15 @@ def connectivity(ts: np.ndarray, kind: str = "correlation", fisher_z: bool = Tru
     The diagonal is set to 0.
     """
     from nilearn.connectome import ConnectivityMeasure
+    from scipy.linalg import LinAlgWarning
     from sklearn.covariance import EmpiricalCovariance, LedoitWolf
 
-    cov = EmpiricalCovariance() if estimator == "empirical" else LedoitWolf(store_precision=False)
+    cov = (EmpiricalCovariance(store_precision=False) if estimator == "empirical"
+           else LedoitWolf(store_precision=False))
     measure = ConnectivityMeasure(cov_estimator=cov, kind=kind, standardize="zscore_sample")
-    mat = measure.fit_transform([ts])[0]
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", LinAlgWarning)       # singular input: caller checks finiteness
+        mat = measure.fit_transform([ts])[0]
     if fisher_z and kind in ("correlation", "partial correlation"):
         mat = np.arctanh(np.clip(mat, -CLIP, CLIP))
     np.fill_diagonal(mat, 0.0)
@@ -182,15 +188,20 @@ def participant_fmri(record, atlas: Atlas, cfg: PrepConfig) -> FmriResult:
         names = list(atlas.regions["name"][empty])
         raise QCError(pid, path, f"{EMPTY_REGIONS}: {int(empty.sum())} region(s) without signal "
                                  f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
+    mat = connectivity(ts[:, keep], cfg.fc_kind, cfg.fisher_z, cfg.fc_estimator)
+    if not np.isfinite(mat).all():
+        raise QCError(pid, path, f"{SINGULAR}: {cfg.fc_kind} of {int(keep.sum())} regions from "
+                                 f"{ts.shape[0]} volumes is not finite (try fc_estimator='ledoit-wolf')")
     full = np.zeros((atlas.n_regions, atlas.n_regions), dtype=np.float32)
-    full[np.ix_(keep, keep)] = connectivity(ts[:, keep], cfg.fc_kind, cfg.fisher_z,
-                                                  cfg.fc_estimator)
+    full[np.ix_(keep, keep)] = mat
     return FmriResult(full, empty, int(ts.shape[0]), mean_fd)
 
 
 def _missing_fmri_reason(record, atlas: Atlas, cfg: PrepConfig) -> str:
     if cfg.fmri_input == "xcpd" and record.bold is not None:
         return f"{MISSING_MODALITY}: fMRI (no XCP-D time series for atlas {atlas.name}; fmri_input='xcpd')"
+    if cfg.fmri_input == "bold" and record.timeseries is not None:
+        return f"{MISSING_MODALITY}: fMRI (no fMRIPrep preprocessed BOLD; fmri_input='bold')"
     if record.xcpd_atlases:
         return (f"{MISSING_MODALITY}: fMRI (XCP-D time series only for atlas(es) "
                 f"{', '.join(record.xcpd_atlases)}, not {atlas.name})")

@@ -5,7 +5,7 @@ starts with a fixed category (the text before the first ``:``), so reasons can b
 
     missing modality | unreadable NIfTI | wrong dimensionality | too few volumes |
     excessive motion | empty regions | missing age | implausible age | duplicate participant ID |
-    unreadable table | not cognitively normal | empty image
+    unreadable table | not cognitively normal | empty image | singular connectivity
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ DUPLICATE_ID = "duplicate participant ID"
 UNREADABLE_TABLE = "unreadable table"
 NOT_NORMAL = "not cognitively normal"
 EMPTY_IMAGE = "empty image"
+SINGULAR = "singular connectivity"
 
 
 class QCError(ValueError):

@@ -52,7 +52,7 @@ def load_feature_table(path: str | Path, id_column: str,
         raise FileNotFoundError(f"{path}: structural table not found")
     sep = "\t" if path.suffix.lower() in {".tsv", ".txt"} else ","
     try:
-        df = pd.read_csv(path, sep=sep)
+        df = pd.read_csv(path, sep=sep, dtype={id_column: str})   # keep leading zeros
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the structural table ({exc})") from exc
     if id_column not in df.columns:
