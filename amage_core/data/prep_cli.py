@@ -23,14 +23,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", default=None, help="bids: structural table TSV keyed by participant_id")
     parser.add_argument("--freesurfer", default=None, help="abide: FreeSurfer feature table (FILE_ID)")
     parser.add_argument("--cognitively-normal", action="store_true", help="oasis3: CDR 0 / NORMCOG sessions only")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="prep_set",
+                        help="override a PrepConfig field (YAML value), e.g. min_volumes=80")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="any other source option (YAML value), e.g. quality_checked=true")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
-def run(args: argparse.Namespace) -> int:
+def _pairs(items: list[str], flag: str) -> dict[str, Any]:
     import yaml
 
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
     from amage_core.config import load_profile, replace
 
     cfg = load_profile(args.profile).prep
@@ -43,13 +55,9 @@ def run(args: argparse.Namespace) -> int:
         changes["strict"] = True
     if args.modalities:
         changes["modalities"] = [m.strip() for m in args.modalities.split(",") if m.strip()]
+    changes.update(_pairs(args.prep_set, "--set"))
     cfg = replace(cfg, **changes)
-    options: dict[str, Any] = {}
-    for item in args.option:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
-        options[k.strip()] = yaml.safe_load(v)
+    options = _pairs(args.option, "--option")
     if args.table:
         options["table"] = args.table
     if args.freesurfer:

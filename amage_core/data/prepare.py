@@ -9,6 +9,12 @@ assembled by streaming the parts into memory-mapped ``.npy`` files (memory does 
 the cohort), the tables and ``manifest.json`` are written, the parts are removed, and the QC
 summary is printed and saved (``qc_summary.json``, ``qc_summary.tsv``).
 
+Checks that need no image (duplicate IDs, missing or implausible age, source-level problems such
+as OASIS-3 sessions that are not cognitively normal) run for everyone first; with ``cfg.strict``
+the first failing participant, in that order, stops the run with a :class:`QCError` naming the
+participant, the file and the reason. ``n_jobs`` uses joblib's current backend, so a cluster
+backend applies with ``joblib.parallel_config(backend="dask")`` (or ``"ray"``) around the call.
+
 The configuration (``PrepConfig`` without ``n_jobs``/``strict``, the source, its root and
 options, the atlas) is hashed. A finished cohort with the same hash is returned as it is; a
 different hash in ``<out>`` (finished or partial) is an error that lists what changed, unless
