@@ -116,11 +116,12 @@ def _oasis(root):
             fx.write_bold(root / sub / ses / "func" / f"{sub}_{ses}_task-rest_run-01_bold.nii.gz", 3)
             fx.xcpd_tsv(deriv, sub, "dosenbach160", fx.series(40, 160, 1), names, ses=ses)
             fx.fmriprep_confounds(deriv, sub, 40, 0.1, ses=ses)
-    for sub, ses in (("sub-OAS30002", "ses-d0050"), ("sub-OAS30003", "ses-d0010")):
+    for sub, ses in (("sub-OAS30002", "ses-d0050"), ("sub-OAS30003", "ses-d0010"), ("sub-OAS30004", "ses-d0000")):
         fx.write_t1(root / sub / ses / "anat" / f"{sub}_{ses}_run-01_T1w.nii.gz")
         fx.xcpd_tsv(deriv, sub, "dosenbach160", fx.series(40, 160, 2), names, ses=ses)
     (root / "OASIS3_demographics.csv").write_text(
-        "OASISID,AgeatEntry,GENDER,Education\nOAS30001,65.0,2,16\nOAS30002,70.5,1,12\n")
+        "OASISID,AgeatEntry,GENDER,Education\nOAS30001,65.0,2,16\nOAS30002,70.5,1,12\n"
+        "OAS30004,60,1,12\nOAS30004,61,1,12\n")
     (root / "OASIS3_UDSb4_cdr.csv").write_text(
         "OASISID,days_to_visit,CDRTOT,MMSE\nOAS30001,100,0.5,27\nOAS30001,420,0,29\n"
         "OAS30002,40,0,30\nOAS30003,500,0,30\n")
@@ -145,6 +146,7 @@ def test_oasis3_earliest_session_with_both_modalities(tmp_path):
     assert r.t1_raw.name == "sub-OAS30001_ses-d0129_acq-TSE_run-01_T1w.nii.gz" and r.timeseries is not None
     assert recs["sub-OAS30002"].sex == "M" and recs["sub-OAS30002"].age == pytest.approx(70.5 + 50 / 365.25)
     assert recs["sub-OAS30003"].age is None          # not in the demographics: missing age later
+    assert recs["sub-OAS30004"].problem.startswith("duplicate participant ID")
     every = scan_source("oasis3", root, None, fx.cfg(), sessions="all")
     assert [r.session for r in every.records if r.participant_id == "sub-OAS30001"] == \
         ["ses-d0000", "ses-d0129", "ses-d0400"]

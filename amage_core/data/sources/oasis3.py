@@ -19,14 +19,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from amage_core.config import PrepConfig
-from amage_core.data.qc import NOT_NORMAL
+from amage_core.data.qc import DUPLICATE_ID, NOT_NORMAL
 from amage_core.data.sources.base import (ParticipantRecord, SourceScan, mark_duplicates,
-                                          normalise_sex, read_table, require_columns, to_age,
-                                          with_prefix)
+                                          normalise_sex, read_table, require_columns, to_age)
 from amage_core.data.sources.derivatives import attach_derivatives, locate_derivatives, raw_files
 
 _SES = re.compile(r"^ses-d(\d+)$")
@@ -112,7 +110,7 @@ def scan(root: Path, derivatives: Path | None, cfg: PrepConfig,
                 r.problem = (f"{NOT_NORMAL}: no clinical visit within {visit_window_days:g} days of "
                              f"{ses} with CDR 0 / NORMCOG 1")
             if len(rows) > 1:
-                r.problem = f"duplicate participant ID: {oasis_id} has {len(rows)} rows in {demo_path}"
+                r.problem = f"{DUPLICATE_ID}: {oasis_id} has {len(rows)} rows in {demo_path}"
             candidates.append(r)
         if not candidates:
             continue
