@@ -67,7 +67,8 @@ def prepared(profile: str | Profile, name: str, progress: bool = True):
     prof = _profile(profile)
     cc = cohort_config(prof, name)
     if cc.source == "synthetic":
-        root, derivatives, source, options = synthetic_source(prof, name, progress), None, "bids", {}
+        root, derivatives, source = synthetic_source(prof, name, progress), None, "bids"
+        options = {"cohort": f"synthetic {cc.synth.preset}"}
     else:
         root = Path(cc.root).expanduser()
         derivatives = Path(cc.derivatives).expanduser() if cc.derivatives else None
