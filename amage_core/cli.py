@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "book": ("amage_core.book", "run the chapters with papermill, then build the book"),
     "synth": ("amage_core.synth.cli", "generate a synthetic lifespan cohort (BIDS + fMRIPrep/XCP-D) with ground truth"),
     "prep": ("amage_core.data.prep_cli", "prepare a cohort (camcan, oasis3, bids, abide) for training"),
+    "train": ("amage_core.train.command", "cross-validate a model variant or a baseline on a prepared cohort"),
 }
 
 

@@ -30,10 +30,10 @@ from amage_core.train.scaler import AgeScaler
 
 if TYPE_CHECKING:
     from amage_core.data.cohort import PreparedCohort
-    from amage_core.models import InputSpec
+    from amage_core.models.spec import InputSpec
 
 MODALITY_ARRAYS = {"fmri": "connectivity", "smri": "t1", "table": "tables"}
-Graph = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Graph = tuple[np.ndarray, np.ndarray, np.ndarray]   # fc_to_graph output
 
 
 def input_spec(cohort: PreparedCohort) -> InputSpec:
@@ -50,7 +50,7 @@ def input_spec(cohort: PreparedCohort) -> InputSpec:
         node_features=n_roi,
         network_index=network_index,
         t1_shape=tuple(cohort.t1.shape[1:]) if cohort.t1 is not None else None,
-        n_table_features=cohort.tables.shape[1] if cohort.tables is not None else 0,
+        n_table_features=cohort.tables.shape[1] if cohort.tables is not None else None,
     )
 
 
@@ -62,6 +62,20 @@ def check_modalities(cohort: PreparedCohort, modalities: frozenset[str]) -> None
             f"the model needs modality {missing} but the prepared cohort at {cohort.root} has "
             f"only {sorted(cohort.modalities)}"
         )
+
+
+def check_compatible(train: PreparedCohort, test: PreparedCohort, modalities: frozenset[str]) -> None:
+    """A model fit on ``train`` can read ``test``: same regions, T1 grid and table columns."""
+    check_modalities(test, modalities)
+    problems = []
+    if "fmri" in modalities and list(train.regions["name"]) != list(test.regions["name"]):
+        problems.append(f"regions differ ({len(train.regions)} vs {len(test.regions)})")
+    if "smri" in modalities and train.t1.shape[1:] != test.t1.shape[1:]:
+        problems.append(f"T1 grids differ ({train.t1.shape[1:]} vs {test.t1.shape[1:]})")
+    if "table" in modalities and list(train.table_columns) != list(test.table_columns):
+        problems.append("table columns differ")
+    if problems:
+        raise ValueError(f"cohorts {train.root} and {test.root} are not compatible: {'; '.join(problems)}")
 
 
 def t1_augmentation():
@@ -101,6 +115,9 @@ class CohortDataset(Dataset):
         self.epoch = 0
         self.graph_cache = {} if graph_cache is None else graph_cache
         self.augmentation = t1_augmentation() if augment and "smri" in modalities else None
+        if "fmri" in self.modalities:
+            for row in self.rows:
+                self.graph(int(row))        # built here, once, so loader workers share them
         self.targets = torch.tensor(scaler.transform(cohort.participants["age"].to_numpy()[self.rows]),
                                     dtype=torch.float32)
 
@@ -112,36 +129,30 @@ class CohortDataset(Dataset):
         return len(self.rows)
 
     def get(self, i: int) -> Data:
+        from amage_core.data.graph import participant_data
+
         row = int(self.rows[i])
-        data = Data(y=self.targets[i : i + 1].clone(), idx=torch.tensor([row], dtype=torch.long))
-        if "fmri" in self.modalities:
-            data.x, data.edge_index, data.edge_attr = self.graph(row)
-        else:
-            data.num_nodes = 0
-        if "smri" in self.modalities:
-            data.t1 = self._t1(row)
-        if "table" in self.modalities:
-            data.tab = torch.tensor(np.asarray(self.cohort.tables[row], dtype=np.float32)).unsqueeze(0)
-        return data
+        return participant_data(
+            y=float(self.targets[i]), idx=row,
+            graph=self.graph(row) if "fmri" in self.modalities else None,
+            t1=self._t1(row) if "smri" in self.modalities else None,
+            tab=np.array(self.cohort.tables[row], dtype=np.float32) if "table" in self.modalities else None,
+        )
 
     def graph(self, row: int) -> Graph:
-        """(x (R, R), edge_index (2, E), edge_attr (E,)) of cohort ``row``, built once."""
+        """(x (R, R), edge_index (2, E), edge_weight (E,)) of cohort ``row``, built once."""
         if row not in self.graph_cache:
             from amage_core.data.graph import fc_to_graph
 
-            fc = np.asarray(self.cohort.connectivity[row], dtype=np.float32)
-            x, edge_index, edge_weight = fc_to_graph(fc, self.graph_cfg)
-            self.graph_cache[row] = (torch.as_tensor(x, dtype=torch.float32),
-                                     torch.as_tensor(edge_index, dtype=torch.long),
-                                     torch.as_tensor(edge_weight, dtype=torch.float32))
+            self.graph_cache[row] = fc_to_graph(np.asarray(self.cohort.connectivity[row]), self.graph_cfg)
         return self.graph_cache[row]
 
-    def _t1(self, row: int) -> torch.Tensor:
-        volume = torch.from_numpy(np.array(self.cohort.t1[row], dtype=np.float32))[None]  # (1, D, H, W)
-        if self.augmentation is not None:
-            from monai.utils import convert_to_tensor
-
-            draw = np.random.SeedSequence([self.seed, self.epoch, row]).generate_state(1)[0]
-            self.augmentation.set_random_state(seed=int(draw))
-            volume = convert_to_tensor(self.augmentation(volume), track_meta=False, dtype=torch.float32)
-        return volume.unsqueeze(0)  # (1, 1, D, H, W)
+    def _t1(self, row: int) -> np.ndarray:
+        """(D, H, W) float32 volume of cohort ``row``, randomly augmented when asked."""
+        volume = np.array(self.cohort.t1[row], dtype=np.float32)       # a writable copy of the memmap
+        if self.augmentation is None:
+            return volume
+        draw = np.random.SeedSequence([self.seed, self.epoch, row]).generate_state(1)[0]
+        self.augmentation.set_random_state(seed=int(draw))
+        out = self.augmentation(torch.from_numpy(volume)[None])   # channel-first (1, D, H, W)
+        return np.asarray(out.detach().cpu().numpy()[0], dtype=np.float32)

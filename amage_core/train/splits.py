@@ -13,12 +13,14 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 
 def age_bins(ages: np.ndarray, n_bins: int) -> np.ndarray:
-    """(N,) integer quantile bin of each age; fewer bins when ages tie (``qcut`` drops duplicates)."""
+    """(N,) equal-count age bins 0..n_bins-1 (by age rank; ties broken by order), sizes differ by <= 1."""
     ages = np.asarray(ages, dtype=float)
-    if n_bins <= 1 or len(ages) < 2:
-        return np.zeros(len(ages), dtype=np.int64)
-    bins = pd.qcut(pd.Series(ages).rank(method="first"), q=n_bins, labels=False, duplicates="drop")
-    return np.asarray(bins, dtype=np.int64)
+    n = len(ages)
+    if n_bins <= 1 or n < 2:
+        return np.zeros(n, dtype=np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(ages, kind="stable")] = np.arange(n)
+    return (rank * min(n_bins, n)) // n
 
 
 def _subjects(participants: pd.DataFrame) -> pd.DataFrame:
@@ -76,3 +78,16 @@ def fold_rows(participants: pd.DataFrame, folds: pd.DataFrame, fold: int) -> tup
         raise ValueError(f"{len(missing)} participant(s) have no fold (e.g. {missing[:3]})")
     is_test = (ids.map(lookup) == str(fold)).to_numpy()
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+
+def participant_keys(participants: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+    """(N,) str keys naming each person across cohorts: ``cohort/participant_id`` (or the id alone).
+
+    Scalers and bias corrections record these keys, so two cohorts that reuse ids (``sub-0001``)
+    are never mistaken for the same person.
+    """
+    part = participants if rows is None else participants.iloc[np.asarray(rows, dtype=np.int64)]
+    ids = part["participant_id"].astype(str)
+    if "cohort" in part:
+        ids = part["cohort"].astype(str) + "/" + ids
+    return ids.to_numpy()

@@ -1,0 +1,1 @@
+"""Evaluation: brain-age metrics, bias correction of the brain-age gap, paired comparisons."""

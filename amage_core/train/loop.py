@@ -1,0 +1,351 @@
+"""Fit one model on one (train, validation) split; predict with it.
+
+:func:`fit` trains with Adam and ``ReduceLROnPlateau`` on the validation loss, MSE on scaled age,
+early stopping on the validation split (the best weights are restored at the end), bf16 autocast
+on CUDA (``TrainConfig.amp``), channels-last 3D memory on CUDA when the model reads T1.
+
+Reproducibility and resumption:
+- Batches are drawn by a ``DistributedSampler`` (also for one process) seeded with the run's seed
+  and the epoch, so the data order depends on nothing but (seed, epoch); dropout uses the global
+  torch RNG, seeded at the start of a fit and saved in every checkpoint.
+- ``<out_dir>/checkpoint.pt`` is written atomically after every epoch: model, optimiser and
+  scheduler state dicts, best weights, early-stopping counters, history and RNG states, all tensors
+  and plain numbers (``torch.load(..., weights_only=True)``). ``resume=True`` continues from it and
+  reaches bitwise the same weights as an uninterrupted fit on CPU.
+- ``TrainConfig.deterministic`` turns on ``torch.use_deterministic_algorithms`` (warn-only where
+  an operation has no deterministic version, e.g. some scatter kernels on CUDA) for the fit.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from amage_core.config import TrainConfig, to_dict
+from amage_core.io import atomic_write, stable_hash
+from amage_core.train import distributed
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.csv"
+CHECKPOINT_FORMAT = 1
+# TrainConfig fields that do not change the result of a fit (a resume may change them).
+RUNTIME_FIELDS = ("device", "num_workers")
+
+
+@dataclass
+class FitResult:
+    best_epoch: int            # 1-based epoch whose weights the model holds after fit
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+    history: pd.DataFrame      # epoch, train_loss, val_loss, lr, seconds
+
+
+@dataclass
+class Prediction:
+    rows: np.ndarray           # (N,) cohort rows, in dataset order
+    scaled: np.ndarray         # (N,) predicted scaled age
+    gate: np.ndarray | None    # (N, G) gate values, or None when the model has no gate
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA (this process's GPU under torchrun) > Apple MPS > CPU; else the named device."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", distributed.context().local_rank)
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def fit_fingerprint(cfg: TrainConfig, extra: Any = None) -> str:
+    """Hash of what determines a fit; a checkpoint is resumed only under the same fingerprint."""
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in RUNTIME_FIELDS}
+    return stable_hash({"train": settings, "extra": extra})
+
+
+def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | None = None,
+        resume: bool = False, progress: bool = True, fingerprint_extra: Any = None,
+        desc: str = "fit") -> FitResult:
+    """Train ``model`` on ``train_set``, selecting the epoch on ``val_set``; the best weights stay.
+
+    ``train_set``/``val_set`` yield PyG ``Data`` with ``y`` (scaled age); ``model(batch).pred`` is
+    (B,). With ``out_dir`` the history and a checkpoint are written there after every epoch.
+    ``fingerprint_extra`` (anything JSON-able: the data split, the model config) guards resumption.
+    """
+    from torch_geometric.loader import DataLoader
+    from tqdm.auto import tqdm
+
+    if cfg.epochs < 1:
+        raise ValueError(f"epochs must be at least 1 (got {cfg.epochs})")
+    ctx = distributed.context()
+    device = resolve_device(cfg.device)
+    channels_last = device.type == "cuda" and "smri" in getattr(model, "modalities", ())
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last_3d)
+    train_model = _PredictionOnly(model)
+    if ctx.enabled:
+        train_model = _wrap_ddp(train_model, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=cfg.scheduler_factor, patience=cfg.scheduler_patience,
+        min_lr=cfg.min_lr)
+    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank,
+                                 shuffle=True, seed=cfg.seed)
+    loader = DataLoader(train_set, batch_size=distributed.local_batch_size(cfg.batch_size, ctx),
+                        sampler=sampler, num_workers=cfg.num_workers)
+    fingerprint = fit_fingerprint(cfg, fingerprint_extra)
+    ckpt_path = Path(out_dir) / CHECKPOINT if out_dir is not None else None
+    state = _TrainingState()
+    torch.manual_seed(cfg.seed)
+    if resume and ckpt_path is not None and ckpt_path.is_file():
+        state = _load_checkpoint(ckpt_path, fingerprint, model, optimizer, scheduler, device)
+        if state.finished:
+            model.load_state_dict(state.best_model)
+            return state.result()
+    writer = _tensorboard(out_dir) if out_dir is not None and ctx.is_main else None
+    bar = tqdm(range(state.epoch + 1, cfg.epochs + 1), desc=desc, unit="epoch", leave=False,
+               disable=not (progress and ctx.is_main))
+    with _deterministic(cfg.deterministic):
+        for epoch in bar:
+            start = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            sampler.set_epoch(epoch)
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(epoch)
+            train_loss = _train_epoch(train_model, loader, optimizer, device, cfg, channels_last)
+            val_loss = evaluate_loss(model, val_set, cfg, device)
+            scheduler.step(val_loss)
+            state.record(epoch, train_loss, val_loss, lr, time.perf_counter() - start, model)
+            state.stopped_early = state.bad_epochs >= cfg.early_stopping_patience
+            state.finished = state.stopped_early or epoch == cfg.epochs
+            if state.finished:
+                if state.best_model is None:
+                    raise RuntimeError(f"{desc}: the validation loss was never finite (diverged?)")
+                model.load_state_dict(state.best_model)
+            if ckpt_path is not None and ctx.is_main:
+                _write_history(ckpt_path.parent / HISTORY, state.history_frame())
+                save_checkpoint(ckpt_path, state.to_checkpoint(fingerprint, model, optimizer, scheduler))
+            if writer is not None:
+                for key, value in (("loss/train", train_loss), ("loss/val", val_loss), ("lr", lr)):
+                    writer.add_scalar(key, value, epoch)
+            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", best=state.best_epoch)
+            if state.stopped_early:
+                break
+    bar.close()
+    if writer is not None:
+        writer.close()
+    distributed.barrier()
+    return state.result()
+
+
+def evaluate_loss(model: nn.Module, dataset, cfg: TrainConfig, device: torch.device) -> float:
+    """Mean squared error (scaled age) of ``model`` on all of ``dataset``, in eval mode."""
+    pred = predict(model, dataset, cfg, device)
+    targets = dataset.targets.numpy().astype(np.float64) if hasattr(dataset, "targets") else \
+        np.concatenate([d.y.numpy() for d in dataset]).astype(np.float64)
+    return float(np.mean((pred.scaled.astype(np.float64) - targets) ** 2))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset, cfg: TrainConfig, device: torch.device | None = None) -> Prediction:
+    """Predicted scaled age (and gate values) for every item of ``dataset``, in order, eval mode."""
+    from torch_geometric.loader import DataLoader
+
+    device = device or resolve_device(cfg.device)
+    model.to(device)
+    was_training = model.training
+    model.eval()
+    rows, preds, gates = [], [], []
+    channels_last = device.type == "cuda" and "smri" in getattr(model, "modalities", ())
+    for batch in DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers):
+        batch = _to_device(batch, device, channels_last)
+        with _autocast(device, cfg.amp):
+            out = model(batch)
+        rows.append(batch.idx.cpu().numpy())
+        preds.append(out.pred.float().cpu().numpy())
+        if out.gate is not None:
+            gates.append(out.gate.float().cpu().numpy())
+    model.train(was_training)
+    return Prediction(np.concatenate(rows), np.concatenate(preds),
+                      np.concatenate(gates) if gates else None)
+
+
+def save_checkpoint(path: Path, checkpoint: dict) -> None:
+    """Write a checkpoint atomically (an interruption leaves the previous one intact)."""
+    with atomic_write(path, "wb") as fh:
+        torch.save(checkpoint, fh)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """Read a checkpoint written by :func:`fit` (tensors and plain Python values only)."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+# ----------------------------------------------------------------------------------------------
+def _train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
+                 cfg: TrainConfig, channels_last: bool) -> float:
+    """One pass over ``loader``; returns the sample-weighted mean training loss (all processes)."""
+    model.train()
+    total, count = 0.0, 0
+    for batch in loader:
+        batch = _to_device(batch, device, channels_last)
+        with _autocast(device, cfg.amp):
+            pred = model(batch)
+        loss = F.mse_loss(pred.float(), batch.y.float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * batch.num_graphs
+        count += batch.num_graphs
+    total, count = distributed.all_reduce_sum([total, count], device)
+    return total / count
+
+
+def _to_device(batch, device: torch.device, channels_last: bool):
+    batch = batch.to(device, non_blocking=True)
+    if channels_last and "t1" in batch:
+        batch.t1 = batch.t1.contiguous(memory_format=torch.channels_last_3d)
+    return batch
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool) -> Iterator[None]:
+    """Deterministic kernels for the duration of a fit; the previous setting is restored after."""
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.benchmark = previous[2]
+
+
+class _PredictionOnly(nn.Module):
+    """``batch -> model(batch).pred`` (B,): what the loss reads. Under DDP, parameters that feed
+    only the other outputs (a gate read for interpretation, say) are then found unused and skipped."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.model(batch).pred
+
+
+def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:            # TensorBoard is optional; history.csv is always written
+        return None
+    return SummaryWriter(str(Path(out_dir) / "tensorboard"))
+
+
+def _write_history(path: Path, history: pd.DataFrame) -> None:
+    with atomic_write(path, "w", encoding="utf-8", newline="") as fh:
+        history.to_csv(fh, index=False, lineterminator="\n")
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+_HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
+
+
+@dataclass
+class _TrainingState:
+    """Everything besides model/optimiser/scheduler that a resumed fit needs."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_val_loss: float = float("inf")
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    finished: bool = False
+    best_model: dict | None = None
+    history: dict | None = None
+
+    def record(self, epoch: int, train_loss: float, val_loss: float, lr: float, seconds: float,
+               model: nn.Module) -> None:
+        self.epoch = epoch
+        if self.history is None:
+            self.history = {c: [] for c in _HISTORY_COLUMNS}
+        for key, value in zip(_HISTORY_COLUMNS, (epoch, train_loss, val_loss, lr, seconds)):
+            self.history[key].append(value)
+        if val_loss < self.best_val_loss:
+            self.best_epoch, self.best_val_loss, self.bad_epochs = epoch, val_loss, 0
+            self.best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+
+    def history_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history or {c: [] for c in _HISTORY_COLUMNS})
+
+    def result(self) -> FitResult:
+        return FitResult(self.best_epoch, self.best_val_loss, self.epoch, self.stopped_early,
+                         self.history_frame())
+
+    def to_checkpoint(self, fingerprint: str, model: nn.Module, optimizer, scheduler) -> dict:
+        device = next(model.parameters()).device
+        return {
+            "format": CHECKPOINT_FORMAT, "fingerprint": fingerprint,
+            "epoch": self.epoch, "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
+            "bad_epochs": self.bad_epochs, "stopped_early": self.stopped_early,
+            "finished": self.finished, "history": self.history,
+            "model": model.state_dict(), "best_model": self.best_model,
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": _rng_state(device),
+        }
+
+
+def _load_checkpoint(path: Path, fingerprint: str, model: nn.Module, optimizer, scheduler,
+                     device: torch.device) -> _TrainingState:
+    ckpt = load_checkpoint(path, device)
+    if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("fingerprint") != fingerprint:
+        raise ValueError(f"{path} was written by a different configuration or data split; "
+                         "use another output folder or start without --resume")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    _set_rng_state(ckpt["rng"], device)
+    return _TrainingState(
+        epoch=ckpt["epoch"], best_epoch=ckpt["best_epoch"], best_val_loss=ckpt["best_val_loss"],
+        bad_epochs=ckpt["bad_epochs"], stopped_early=ckpt["stopped_early"],
+        finished=ckpt["finished"], best_model=ckpt["best_model"], history=ckpt["history"])

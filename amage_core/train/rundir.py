@@ -1,0 +1,184 @@
+"""The run directory (book/architecture.md section 3), shared by deep models and baselines.
+
+```
+<run>/config.json            what was run: profile sections, variant, data, seeds, versions, commit
+<run>/folds.tsv              participant_id, fold
+<run>/predictions.tsv        participant_id, [session], fold, age, predicted_age,
+                             predicted_age_corrected, [gate_0 ...]
+<run>/metrics.json           amage_core.evaluate.metrics.summarise(predictions)
+<run>/done.json              config_hash of the finished run (a re-run with the same hash reuses it)
+<run>/fold-<k>/              per fold: predictions.tsv, split.tsv (participant_id, role fit|val|test),
+                             scaler.json, bias.json, done.json [+ history.csv, checkpoint.pt]
+```
+``session`` is written only when a participant has several rows (sessions) in the cohort. A fold
+named ``external`` holds a cross-cohort test. Folds may finish in separate processes; whichever
+finds all folds done assembles the run.
+"""
+from __future__ import annotations
+
+import datetime
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from amage_core.io import read_json, stable_hash, write_json, write_tsv
+from amage_core.train import distributed
+
+if TYPE_CHECKING:
+    from amage_core.data.cohort import PreparedCohort
+
+EXTERNAL = "external"
+_PACKAGES = ("torch", "torch_geometric", "monai", "numpy", "scipy", "pandas", "sklearn", "nilearn")
+
+
+@dataclass
+class RunResult:
+    path: Path
+    predictions: pd.DataFrame | None   # None until every fold is done
+    metrics: dict | None
+    complete: bool                     # every fold finished and the run assembled
+    reused: bool                       # a finished run with the same configuration was loaded
+
+
+def cohort_identity(cohort: PreparedCohort | None) -> dict | None:
+    """What identifies a prepared cohort's content (not its location): arrays' checksums, ages."""
+    if cohort is None:
+        return None
+    cols = [c for c in ("participant_id", "session", "age", "sex") if c in cohort.participants]
+    table = cohort.participants[cols].astype(str).to_numpy().tolist()
+    return {"n": int(cohort.n), "arrays": cohort.manifest.get("arrays"), "participants": stable_hash(table)}
+
+
+def library_versions() -> dict[str, str]:
+    import importlib
+
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.import_module(name).__version__
+        except ImportError:
+            continue
+    return versions
+
+
+def git_commit() -> str | None:
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+class RunDir:
+    """Reading and writing one run directory; only the main process writes under torchrun."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    # -- the run as a whole ------------------------------------------------------------------
+    def start(self, identity: dict, extra: dict[str, Any]) -> str:
+        """Record ``identity`` (what determines the results) and ``extra`` in config.json.
+
+        Returns the configuration hash. A folder holding a *different* configuration is refused.
+        """
+        config_hash = stable_hash(identity)
+        config_path = self.path / "config.json"
+        if config_path.is_file():
+            previous = read_json(config_path).get("config_hash")
+            if previous != config_hash:
+                raise ValueError(f"{self.path} holds a run with another configuration "
+                                 f"({previous} != {config_hash}); choose another --out folder")
+        if distributed.context().is_main:
+            write_json(config_path, {**identity, **extra, "config_hash": config_hash,
+                                     "versions": library_versions(), "git_commit": git_commit(),
+                                     "created": datetime.datetime.now().isoformat(timespec="seconds")})
+        return config_hash
+
+    def is_done(self, config_hash: str) -> bool:
+        done = self.path / "done.json"
+        return done.is_file() and read_json(done).get("config_hash") == config_hash
+
+    def load(self, reused: bool = True) -> RunResult:
+        return RunResult(self.path, read_predictions(self.path / "predictions.tsv"),
+                         read_json(self.path / "metrics.json"), True, reused)
+
+    def write_folds(self, folds: pd.DataFrame) -> None:
+        if distributed.context().is_main:
+            write_tsv(self.path / "folds.tsv", folds[["participant_id", "fold"]])
+
+    def finish(self, fold_names: list[str], config_hash: str) -> RunResult:
+        """Assemble the run when every fold is done; otherwise report it incomplete."""
+        from amage_core.evaluate.metrics import summarise
+
+        if not all(self.fold_done(f, config_hash) for f in fold_names):
+            return RunResult(self.path, None, None, False, False)
+        parts = [read_predictions(self.fold_dir(f) / "predictions.tsv") for f in fold_names]
+        predictions = pd.concat(parts, ignore_index=True)
+        order = predictions.pop("_row") if "_row" in predictions else None
+        if order is not None:
+            predictions = predictions.iloc[order.argsort(kind="stable")].reset_index(drop=True)
+        metrics = summarise(predictions)
+        if distributed.context().is_main:
+            write_tsv(self.path / "predictions.tsv", predictions)
+            write_json(self.path / "metrics.json", metrics)
+            write_json(self.path / "done.json", {"config_hash": config_hash})
+        distributed.barrier()
+        return RunResult(self.path, predictions, metrics, True, False)
+
+    # -- folds -------------------------------------------------------------------------------
+    def fold_dir(self, fold: str | int) -> Path:
+        return self.path / f"fold-{fold}"
+
+    def fold_done(self, fold: str | int, config_hash: str) -> bool:
+        done = self.fold_dir(fold) / "done.json"
+        return done.is_file() and read_json(done).get("config_hash") == config_hash
+
+    def write_fold(self, fold: str | int, config_hash: str, predictions: pd.DataFrame,
+                   split: pd.DataFrame, records: dict[str, dict]) -> None:
+        """Write one finished fold: its test predictions (with ``_row``, the cohort row, for
+        ordering), its split, JSON records (scaler, bias, fit summary), then its done marker."""
+        if not distributed.context().is_main:
+            return
+        folder = self.fold_dir(fold)
+        write_tsv(folder / "predictions.tsv", predictions)
+        write_tsv(folder / "split.tsv", split)
+        for name, record in records.items():
+            write_json(folder / f"{name}.json", record)
+        write_json(folder / "done.json", {"config_hash": config_hash})
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "fold": str, "session": str})
+
+
+def prediction_table(participants: pd.DataFrame, rows, fold: str, predicted, corrected,
+                     gate=None, with_session: bool = False) -> pd.DataFrame:
+    """The predictions of cohort ``rows`` in the run-directory format (plus ``_row``)."""
+    part = participants.iloc[list(rows)]
+    table = {"participant_id": part["participant_id"].astype(str).to_numpy()}
+    if with_session:
+        table["session"] = part["session"].astype(str).to_numpy()
+    table.update({"fold": fold, "age": part["age"].to_numpy(dtype=float),
+                  "predicted_age": predicted, "predicted_age_corrected": corrected})
+    if gate is not None:
+        table.update({f"gate_{g}": gate[:, g] for g in range(gate.shape[1])})
+    table["_row"] = list(rows)
+    return pd.DataFrame(table)
+
+
+def split_table(roles: list[tuple[str, pd.DataFrame, Any]]) -> pd.DataFrame:
+    """``participant_id, role`` of one fold from (role, participants table, rows) triples."""
+    frames = [pd.DataFrame({"participant_id": part.iloc[list(rows)]["participant_id"].astype(str),
+                            "role": role}) for role, part, rows in roles]
+    return pd.concat(frames, ignore_index=True).drop_duplicates()
+
+
+def has_sessions(participants: pd.DataFrame) -> bool:
+    """True when some participant has several rows (the tables then carry ``session``)."""
+    return "session" in participants and bool(participants["participant_id"].duplicated().any())

@@ -1,0 +1,74 @@
+"""Classical baselines: same folds and same run-directory outputs as the deep models."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amage_core import baselines
+from amage_core.config import GraphConfig, ModelConfig, TrainConfig
+from amage_core.train.command import BASELINE_NAMES
+from amage_core.train.cv import cross_validate
+from train_fixtures import make_cohort, tiny_factory
+
+CFG = TrainConfig(epochs=1, batch_size=8, folds=3, seed=0, val_fraction=0.2, device="cpu")
+COLUMNS = ["participant_id", "fold", "age", "predicted_age", "predicted_age_corrected"]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    return make_cohort(tmp_path_factory.mktemp("baselines") / "cohort")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("name", sorted(baselines.BASELINES))
+def test_baseline_writes_the_run_format_and_learns(name, cohort, tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "FOREST_TREES", 20)     # keep the stacking test fast
+    monkeypatch.setattr(baselines, "INNER_FOLDS", 3)
+    result = baselines.run_baseline(name, cohort, CFG, tmp_path / name, progress=False)
+    assert result.complete
+    pred = pd.read_csv(tmp_path / name / "predictions.tsv", sep="\t", dtype={"fold": str})
+    assert list(pred.columns) == COLUMNS and len(pred) == cohort.n
+    metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert set(metrics) == {"n", "folds", "uncorrected", "corrected"}
+    # the inputs carry a strong linear age signal: far better than guessing the mean age (~15 y)
+    assert metrics["uncorrected"]["pooled"]["mae"] < 6.0
+    for k in range(3):
+        split = pd.read_csv(tmp_path / name / f"fold-{k}" / "split.tsv", sep="\t")
+        test_keys = {f"camcan-like/{p}" for p in split.loc[split["role"] == "test", "participant_id"]}
+        bias = json.loads((tmp_path / name / f"fold-{k}" / "bias.json").read_text())
+        assert bias["source"] == "out-of-fold" and not set(bias["fitted_on"]) & test_keys
+
+
+def test_baselines_and_deep_models_share_folds(cohort, tmp_path):
+    deep = cross_validate(cohort, ModelConfig(), CFG, GraphConfig(topk=3), tmp_path / "deep",
+                          build=tiny_factory(), progress=False)
+    ridge = baselines.run_baseline("ridge-table", cohort, CFG, tmp_path / "ridge", progress=False)
+    read = lambda r: pd.read_csv(r.path / "folds.tsv", sep="\t")  # noqa: E731
+    pd.testing.assert_frame_equal(read(deep), read(ridge))
+    again = baselines.run_baseline("ridge-table", cohort, CFG, tmp_path / "ridge", progress=False)
+    assert again.reused
+
+
+def test_cross_cohort_baseline_and_feature_checks(cohort, tmp_path):
+    other = make_cohort(tmp_path / "other", n=12, seed=3, name="oasis3-like", age_range=(60, 90))
+    result = baselines.run_baseline("ridge-fc", cohort, CFG, tmp_path / "run", test_cohort=other,
+                                    progress=False)
+    assert set(result.predictions["fold"]) == {"external"} and len(result.predictions) == 12
+    cohort_without_t1 = make_cohort(tmp_path / "no-t1", n=12)
+    cohort_without_t1.t1 = None
+    with pytest.raises(ValueError, match="smri"):
+        baselines.run_baseline("brainage-gpr", cohort_without_t1, CFG, tmp_path / "gpr", progress=False)
+
+
+def test_block_mean_downsampling():
+    volume = np.arange(4 * 4 * 2, dtype=float).reshape(4, 4, 2)
+    out = baselines._block_mean(volume, 2)
+    assert out.shape == (2, 2, 1) and out[0, 0, 0] == volume[:2, :2, :2].mean()
+    assert baselines.t1_block_size((128, 128, 128)) == 5       # 26^3 = 17576 <= 20000 voxels
+
+
+def test_cli_knows_every_baseline():
+    assert set(BASELINE_NAMES) == set(baselines.BASELINES)

@@ -1,0 +1,146 @@
+"""cross_validate: run directory, leak-free protocol vs released-code, folds, cross-cohort, reuse."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from amage_core.config import ModelConfig, TrainConfig, load_profile, replace
+from amage_core.train.cv import cross_validate
+from train_fixtures import make_cohort, tiny_factory
+
+PREDICTION_COLUMNS = ["participant_id", "fold", "age", "predicted_age", "predicted_age_corrected", "gate_0"]
+
+
+def _cv(cohort, cfg, graph_cfg, out, **kw):
+    return cross_validate(cohort, ModelConfig(), cfg, graph_cfg, out, build=tiny_factory(),
+                          progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    from amage_core.config import GraphConfig
+
+    tmp = tmp_path_factory.mktemp("cv")
+    cohort = make_cohort(tmp / "cohort")
+    cfg = TrainConfig(epochs=15, batch_size=8, lr=0.01, folds=3, seed=0, val_fraction=0.2, device="cpu")
+    graph_cfg = GraphConfig(sparsify="topk", topk=3)
+    return cohort, cfg, graph_cfg, _cv(cohort, cfg, graph_cfg, tmp / "run"), tmp
+
+
+def test_run_directory_follows_the_contract(full_run):
+    cohort, cfg, _, result, _ = full_run
+    run = result.path
+    assert result.complete and not result.reused
+    pred = pd.read_csv(run / "predictions.tsv", sep="\t", dtype={"fold": str})
+    assert list(pred.columns) == PREDICTION_COLUMNS
+    assert pred["participant_id"].tolist() == cohort.participants["participant_id"].tolist()
+    folds = pd.read_csv(run / "folds.tsv", sep="\t", dtype={"fold": str})
+    assert folds.set_index("participant_id")["fold"].to_dict() == pred.set_index("participant_id")["fold"].to_dict()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["folds"] == ["0", "1", "2"] and metrics["corrected"]["pooled"]["n"] == cohort.n
+    config = json.loads((run / "config.json").read_text())
+    assert {"model", "train", "graph", "seeds", "versions", "git_commit", "config_hash"} <= set(config)
+    for k in range(3):
+        fold = run / f"fold-{k}"
+        split = pd.read_csv(fold / "split.tsv", sep="\t")
+        roles = split.groupby("role")["participant_id"].apply(set)
+        assert not roles["fit"] & roles["val"] and not roles["val"] & roles["test"]
+        assert not roles["fit"] & roles["test"]
+        assert roles["test"] == set(folds.loc[folds["fold"] == str(k), "participant_id"])
+        bias = json.loads((fold / "bias.json").read_text())
+        scaler = json.loads((fold / "scaler.json").read_text())
+        test_keys = {f"camcan-like/{p}" for p in roles["test"]}
+        assert bias["source"] == "validation" and not set(bias["fitted_on"]) & test_keys
+        assert set(bias["fitted_on"]) == {f"camcan-like/{p}" for p in roles["val"]}
+        assert not set(scaler["fitted_on"]) & test_keys
+        assert (fold / "history.csv").is_file()
+        torch.load(fold / "checkpoint.pt", weights_only=True)
+
+
+def test_tiny_model_beats_the_mean_predictor(full_run):
+    cohort, _, _, result, _ = full_run
+    pred = result.predictions
+    ages = cohort.participants.set_index("participant_id")["age"]
+    baseline = []     # the training-fold mean age predicted for every test participant
+    for fold, test in pred.groupby("fold"):
+        train_mean = ages.drop(test["participant_id"]).mean()
+        baseline.append(np.abs(test["age"] - train_mean))
+    mean_mae = np.concatenate(baseline).mean()
+    assert result.metrics["uncorrected"]["pooled"]["mae"] < 0.6 * mean_mae
+
+
+def test_finished_run_is_reused_and_other_configs_refused(full_run):
+    cohort, cfg, graph_cfg, result, _ = full_run
+    again = _cv(cohort, cfg, graph_cfg, result.path)
+    assert again.reused and again.predictions.equals(result.predictions)
+    with pytest.raises(ValueError, match="another configuration"):
+        _cv(cohort, replace(cfg, lr=0.5), graph_cfg, result.path)
+
+
+def test_folds_in_separate_calls_give_the_same_run(full_run):
+    cohort, cfg, graph_cfg, result, tmp = full_run
+    out = tmp / "by-fold"
+    partial = [_cv(cohort, cfg, graph_cfg, out, folds=[k]) for k in (2, 0, 1)]
+    assert [p.complete for p in partial] == [False, False, True]
+    pd.testing.assert_frame_equal(partial[-1].predictions, result.predictions)
+
+
+def _perturb_test_ages(cohort, tmp, fold_ids):
+    """The same cohort, with the test fold's ages moved far outside the training range."""
+    other = make_cohort(tmp, n=cohort.n)
+    is_test = other.participants["participant_id"].isin(fold_ids)
+    other.participants.loc[is_test, "age"] += 50.0
+    return other
+
+
+@pytest.mark.parametrize("protocol", ["nested", "released-code"])
+def test_test_ages_reach_training_only_under_released_code(full_run, tmp_path, protocol):
+    cohort, cfg, graph_cfg, result, _ = full_run
+    cfg = replace(cfg, epochs=3, protocol=protocol)
+    folds = pd.read_csv(result.path / "folds.tsv", sep="\t", dtype={"fold": str})
+    test_ids = folds.loc[folds["fold"] == "0", "participant_id"]
+    original = _cv(cohort, cfg, graph_cfg, tmp_path / "a", folds=[0], assignment=folds)
+    moved = _cv(_perturb_test_ages(cohort, tmp_path / "c", test_ids), cfg, graph_cfg, tmp_path / "b",
+                folds=[0], assignment=folds)
+    a = pd.read_csv(original.path / "fold-0" / "predictions.tsv", sep="\t")
+    b = pd.read_csv(moved.path / "fold-0" / "predictions.tsv", sep="\t")
+    scaler = json.loads((original.path / "fold-0" / "scaler.json").read_text())
+    fit = json.loads((original.path / "fold-0" / "fit.json").read_text())
+    test_keys = {f"camcan-like/{p}" for p in test_ids}
+    if protocol == "nested":    # predictions and their bias correction never depend on test ages
+        np.testing.assert_array_equal(a["predicted_age"], b["predicted_age"])
+        np.testing.assert_array_equal(a["predicted_age_corrected"], b["predicted_age_corrected"])
+        assert not test_keys & set(scaler["fitted_on"]) and fit["selected_on"] == "validation"
+    else:                       # the authors' scaler sees every age; the epoch is picked on the test fold
+        assert not np.array_equal(a["predicted_age"], b["predicted_age"])
+        assert test_keys <= set(scaler["fitted_on"]) and len(scaler["fitted_on"]) == cohort.n
+        assert fit["selected_on"] == "test" and fit["n_val"] == 0
+
+
+def test_cross_cohort_with_sessions_and_reused_ids(tmp_path, graph_cfg):
+    train = make_cohort(tmp_path / "a", n=30)
+    test = make_cohort(tmp_path / "b", n=16, seed=5, name="oasis3-like", age_range=(60, 90), sessions=True)
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=0.01, seed=0, val_fraction=0.2, device="cpu")
+    result = _cv(train, cfg, graph_cfg, tmp_path / "run", test_cohort=test)
+    pred = result.predictions
+    assert set(pred["fold"]) == {"external"} and len(pred) == test.n
+    assert list(pred.columns[:3]) == ["participant_id", "session", "fold"]
+    assert pred["participant_id"].iloc[0] == "sub-0000"      # same ids as training: no false leak alarm
+    split = pd.read_csv(result.path / "fold-external" / "split.tsv", sep="\t")
+    assert (split["role"] == "test").sum() == test.n // 2
+
+
+@pytest.mark.filterwarnings("ignore:bias correction slope")   # one epoch: near-constant predictions
+def test_real_model_variant_runs_through_cross_validate(tmp_path, repo):
+    profile = load_profile(repo / "tests" / "profiles" / "tiny.yml")
+    cohort = make_cohort(tmp_path / "c", n=30)
+    cfg = replace(profile.train, epochs=1, folds=2, val_fraction=0.2, device="cpu")
+    result = cross_validate(cohort, profile.model, cfg, profile.graph, tmp_path / "run",
+                            variant="amagenet", progress=False, folds=[0])
+    assert not result.complete
+    pred = pd.read_csv(result.path / "fold-0" / "predictions.tsv", sep="\t")
+    assert pred["predicted_age"].notna().all() and "gate_0" in pred
