@@ -53,21 +53,21 @@ class Hotspot:
     bilateral: bool = True
 
 
-BASE_LINEAR = 0.012       # global GM loss per decade (fraction), everywhere
-BASE_QUADRATIC = 0.004    # global late-life acceleration per decade^2 after 55
+BASE_LINEAR = 0.018       # global GM loss per decade (fraction), everywhere
+BASE_QUADRATIC = 0.002    # global late-life acceleration per decade^2 after 55
 ONSET_LINEAR = 20.0
 ONSET_QUADRATIC = 55.0
 
 HOTSPOTS: tuple[Hotspot, ...] = (
-    Hotspot("lateral prefrontal", (40, 35, 25), 16, 0.030, 0.010, male_ratio=1.25),
-    Hotspot("orbitofrontal", (22, 38, -15), 12, 0.022, 0.008, male_ratio=1.25),
-    Hotspot("insula", (38, 5, 2), 10, 0.022, 0.006),
-    Hotspot("anterior cingulate", (0, 28, 22), 12, 0.020, 0.006, bilateral=False),
-    Hotspot("lateral temporal", (56, -18, -8), 13, 0.018, 0.008, male_ratio=1.25),
-    Hotspot("hippocampus", (27, -22, -13), 9, 0.020, 0.030),
+    Hotspot("lateral prefrontal", (40, 35, 25), 16, 0.045, 0.005, male_ratio=1.25),
+    Hotspot("orbitofrontal", (22, 38, -15), 12, 0.033, 0.004, male_ratio=1.25),
+    Hotspot("insula", (38, 5, 2), 10, 0.033, 0.003),
+    Hotspot("anterior cingulate", (0, 28, 22), 12, 0.030, 0.003, bilateral=False),
+    Hotspot("lateral temporal", (56, -18, -8), 13, 0.027, 0.004, male_ratio=1.25),
+    Hotspot("hippocampus", (27, -22, -13), 9, 0.030, 0.015),
 )
 # Primary visual cortex: relatively spared (negative extra loss, floor at 0 total).
-SPARED: tuple[Hotspot, ...] = (Hotspot("calcarine", (0, -88, 4), 12, -0.010, -0.003, bilateral=False),)
+SPARED: tuple[Hotspot, ...] = (Hotspot("calcarine", (0, -88, 4), 12, -0.015, -0.0015, bilateral=False),)
 
 # Regional GM differences between the sexes beyond head size (male minus female, fraction of GM).
 SEX_OFFSETS: tuple[tuple[str, tuple[float, float, float], float, float], ...] = (
@@ -76,13 +76,13 @@ SEX_OFFSETS: tuple[tuple[str, tuple[float, float, float], float, float], ...] = 
 )
 
 HEAD_SCALE_SEX = 0.018       # linear head-size difference (male +, female -)
-HEAD_SCALE_SD = 0.02
-DEFORM_MM = 2.0              # sd of the smooth random displacement per axis
-GM_VARIATION_SD = 0.10       # sd of the log multiplicative GM field (individual anatomy)
+HEAD_SCALE_SD = 0.015
+DEFORM_MM = 0.8              # sd of the smooth random displacement per axis
+GM_VARIATION_SD = 0.08       # sd of the log multiplicative GM field (individual anatomy)
 WM_LOSS_PER_DECADE = 0.015   # WM fraction lost per decade after 45
 WM_CONTRAST_PER_DECADE = 0.01
-VENTRICLE_LINEAR_MM = 0.35   # outward shift of the ventricle border per decade from 20
-VENTRICLE_QUADRATIC_MM = 0.25  # extra per decade^2 after 55
+VENTRICLE_LINEAR_MM = 0.45   # outward shift of the ventricle border per decade from 20
+VENTRICLE_QUADRATIC_MM = 0.15  # extra per decade^2 after 55
 
 
 def gm_loss(age: np.ndarray | float, r_lin: np.ndarray | float, r_quad: np.ndarray | float) -> np.ndarray:

@@ -59,18 +59,19 @@ class NetworkAging:
 
 
 NETWORK_AGING: tuple[NetworkAging, ...] = (
-    NetworkAging("default", ("default",), 0.64, 0.040, 0.06, male_decline_ratio=1.3),
-    NetworkAging("sensorimotor", ("sensorimotor", "somatomotor"), 0.66, 0.030, -0.05),
-    NetworkAging("cingulo-opercular", ("cingulo", "salience"), 0.58, 0.022, 0.0),
-    NetworkAging("fronto-parietal", ("fronto", "attention"), 0.58, 0.022, 0.0),
-    NetworkAging("visual", ("occipital", "visual"), 0.66, 0.010, 0.0),
-    NetworkAging("cerebellum", ("cerebellum",), 0.60, 0.006, 0.0),
+    NetworkAging("default", ("default",), 0.64, 0.020, 0.06, male_decline_ratio=1.3),
+    NetworkAging("sensorimotor", ("sensorimotor", "somatomotor"), 0.66, 0.015, -0.05),
+    NetworkAging("cingulo-opercular", ("cingulo", "salience"), 0.58, 0.011, 0.0),
+    NetworkAging("fronto-parietal", ("fronto", "attention"), 0.58, 0.011, 0.0),
+    NetworkAging("visual", ("occipital", "visual"), 0.66, 0.005, 0.0),
+    NetworkAging("cerebellum", ("cerebellum",), 0.60, 0.003, 0.0),
 )
-OTHER_NETWORK = NetworkAging("other", (), 0.55, 0.015, 0.0)
+OTHER_NETWORK = NetworkAging("other", (), 0.55, 0.0075, 0.0)
 
 COUPLING_50 = 0.14            # between-network correlation of network signals at age 50
 COUPLING_PER_DECADE = 0.035
 LOADING_SD = 0.10             # individual scatter of region loadings
+NETWORK_LOADING_SD = 0.05     # individual scatter shared by all regions of a network
 COUPLING_SD = 0.06            # individual scatter of each network's coupling
 MOTION_RESIDUAL = 1.0         # residual artefact (signal sd) per mm of framewise displacement
 FD_LOG_SD = 0.4               # individual scatter of log mean FD around its age trend
@@ -186,6 +187,7 @@ def simulate_function(atlas: Atlas, networks: pd.DataFrame, preset: Preset, n_vo
     n_net = int(net_idx.max()) + 1
     lam_net = expected_loading(networks, fmri_age, sex)
     lam_net = np.concatenate([lam_net, [OTHER_NETWORK.loading_50]])[: n_net]
+    lam_net = lam_net + NETWORK_LOADING_SD * rng.standard_normal(n_net)
     lam = np.clip(lam_net[net_idx] + LOADING_SD * rng.standard_normal(len(net_idx)), 0.05, 0.97)
     rho = np.clip(expected_coupling(fmri_age) + COUPLING_SD * rng.standard_normal(n_net), 0.0, 0.9)
 
