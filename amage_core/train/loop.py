@@ -52,8 +52,9 @@ class FitResult:
 
 @dataclass
 class Prediction:
-    rows: np.ndarray           # (N,) cohort rows, in dataset order
+    rows: np.ndarray           # (N,) cohort rows (``idx``), in dataset order
     scaled: np.ndarray         # (N,) predicted scaled age
+    target: np.ndarray         # (N,) the items' ``y`` (scaled age)
     gate: np.ndarray | None    # (N, G) gate values, or None when the model has no gate
 
 
@@ -153,9 +154,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
 def evaluate_loss(model: nn.Module, dataset, cfg: TrainConfig, device: torch.device) -> float:
     """Mean squared error (scaled age) of ``model`` on all of ``dataset``, in eval mode."""
     pred = predict(model, dataset, cfg, device)
-    targets = dataset.targets.numpy().astype(np.float64) if hasattr(dataset, "targets") else \
-        np.concatenate([d.y.numpy() for d in dataset]).astype(np.float64)
-    return float(np.mean((pred.scaled.astype(np.float64) - targets) ** 2))
+    return float(np.mean((pred.scaled.astype(np.float64) - pred.target.astype(np.float64)) ** 2))
 
 
 @torch.no_grad()
@@ -167,7 +166,7 @@ def predict(model: nn.Module, dataset, cfg: TrainConfig, device: torch.device | 
     model.to(device)
     was_training = model.training
     model.eval()
-    rows, preds, gates = [], [], []
+    rows, preds, targets, gates = [], [], [], []
     channels_last = device.type == "cuda" and "smri" in getattr(model, "modalities", ())
     for batch in DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers):
         batch = _to_device(batch, device, channels_last)
@@ -175,10 +174,11 @@ def predict(model: nn.Module, dataset, cfg: TrainConfig, device: torch.device | 
             out = model(batch)
         rows.append(batch.idx.cpu().numpy())
         preds.append(out.pred.float().cpu().numpy())
+        targets.append(batch.y.float().cpu().numpy())
         if out.gate is not None:
             gates.append(out.gate.float().cpu().numpy())
     model.train(was_training)
-    return Prediction(np.concatenate(rows), np.concatenate(preds),
+    return Prediction(np.concatenate(rows), np.concatenate(preds), np.concatenate(targets),
                       np.concatenate(gates) if gates else None)
 
 

@@ -116,6 +116,7 @@ class RunDir:
         """Assemble the run when every fold is done; otherwise report it incomplete."""
         from amage_core.evaluate.metrics import summarise
 
+        distributed.barrier()          # under torchrun: rank 0 has written every fold it ran
         if not all(self.fold_done(f, config_hash) for f in fold_names):
             return RunResult(self.path, None, None, False, False)
         parts = [read_predictions(self.fold_dir(f) / "predictions.tsv") for f in fold_names]
@@ -128,7 +129,6 @@ class RunDir:
             write_tsv(self.path / "predictions.tsv", predictions)
             write_json(self.path / "metrics.json", metrics)
             write_json(self.path / "done.json", {"config_hash": config_hash})
-        distributed.barrier()
         return RunResult(self.path, predictions, metrics, True, False)
 
     # -- folds -------------------------------------------------------------------------------
