@@ -94,28 +94,34 @@ class PrepConfig:
 
 @dataclass
 class GraphConfig:
-    """How a connectivity matrix becomes a graph for the GAT."""
+    """How a connectivity matrix becomes a graph for the GAT (``amage_core.data.graph``)."""
 
     sparsify: Literal["topk", "proportional", "positive", "none"] = "topk"
-    topk: int = 10                  # per-node neighbours kept (topk)
-    density: float = 0.1            # fraction of edges kept (proportional)
+    topk: int = 10                  # per-node neighbours kept by |weight|, then made symmetric (topk)
+    density: float = 0.1            # fraction of the R(R-1)/2 region pairs kept by |weight| (proportional)
     self_loops: bool = True
+    self_loop_weight: float = 1.0   # edge weight given to self-loops (models: issue 5)
 
 
 @dataclass
 class GATConfig:
-    """Hierarchical graph attention encoder for the fMRI branch."""
+    """Hierarchical graph attention encoder for the fMRI branch (``amage_core.models.gat``)."""
 
-    hidden: int = 32
-    heads: int = 4
+    hidden: int = 32                # channels per attention head in the ROI layers
+    heads: int = 4                  # ROI-layer heads (concatenated) and network-level attention heads
     roi_layers: int = 2
-    network_layers: int = 1
-    out_dim: int = 32
+    network_layers: int = 1         # self-attention layers over the network tokens (hierarchical)
+    out_dim: int = 32               # network tokens, ROI tokens (flat) and the pooled embedding
     dropout: float = 0.1
     conv: Literal["gat", "gatv2", "gcn"] = "gatv2"
     hierarchical: bool = True
     n_learned_networks: int = 8     # used when the atlas has no network labels
     use_edge_weight: bool = True
+    # models (issue 5): final_heads/readout/node_score give the released code's structure
+    final_heads: int | None = None  # heads of the last ROI layer (averaged); None: ``heads``
+    readout: Literal["attention", "mean"] = "attention"   # brain-level readout over networks/ROIs
+    node_score: bool = False        # sigmoid node score re-weighting the ROI tokens (released code)
+    ffn_mult: int = 2               # feed-forward width / out_dim in the network-level layers
 
 
 @dataclass
@@ -126,16 +132,16 @@ class DenseNetConfig:
     growth_rate: int = 8
     block_config: tuple[int, ...] = (2, 2, 2)
     bn_size: int = 2
-    out_dim: int = 32
+    out_dim: int = 32               # token / embedding width after the linear projection
     dropout: float = 0.0
-    checkpointing: bool = False
+    checkpointing: bool = False     # activation checkpointing per trunk stage while training
 
 
 @dataclass
 class SFCNConfig:
     """Simple Fully Convolutional Network (Peng et al. 2021) for the sMRI branch."""
 
-    channels: tuple[int, ...] = (8, 16, 32, 32)
+    channels: tuple[int, ...] = (8, 16, 32, 32)   # one block each; all but the last halve the grid
     out_dim: int = 32
     dropout: float = 0.3
 
@@ -151,12 +157,17 @@ class TableConfig:
 
 @dataclass
 class FusionConfig:
-    """Cross-attention and gated fusion."""
+    """Cross-attention and gated fusion (``amage_core.models.fusion``)."""
 
     dim: int = 32
     heads: int = 4
+    # models (issue 5): cross_attention, fmri_query, combine, position_embedding added; gate lost "none"
+    cross_attention: bool = True    # False: the pooled embeddings are combined directly
     direction: Literal["fmri-to-smri", "smri-to-fmri", "both"] = "both"
-    gate: Literal["vector", "scalar", "none"] = "vector"
+    fmri_query: Literal["tokens", "embedding"] = "tokens"  # embedding: one fMRI token (released code)
+    combine: Literal["gate", "concat", "query"] = "gate"   # query: the fMRI-query output alone
+    gate: Literal["vector", "scalar"] = "vector"
+    position_embedding: bool = True  # learned embedding per token position before cross-attention
     ffn_mult: int = 2
     dropout: float = 0.1
 
