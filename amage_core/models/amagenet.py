@@ -1,0 +1,184 @@
+"""AMAge-Net and its variants, assembled from a :class:`~amage_core.config.ModelConfig`.
+
+Each variant is the profile's ``ModelConfig`` plus a fixed set of overrides (:func:`resolve_config`,
+applied on top of the profile, so layer sizes always come from the profile) and the branches it
+uses. ``VARIANTS`` lists them with one line each.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
+from amage_core.config import ModelConfig, replace
+from amage_core.models.densenet import DenseNetEncoder
+from amage_core.models.fusion import Fusion, RegressionHead
+from amage_core.models.gat import GraphEncoder
+from amage_core.models.sfcn import SFCNEncoder
+from amage_core.models.spec import Encoding, InputSpec, ModelOutput
+from amage_core.models.table import TableEncoder
+
+
+@dataclass(frozen=True)
+class Variant:
+    description: str
+    fmri: bool = True                  # uses the fMRI graph branch
+    structural: bool = True            # uses the structural branch (T1 image or table)
+    overrides: dict[str, Any] = field(default_factory=dict)   # applied to the ModelConfig
+
+
+_RELEASED_GAT = {
+    "hierarchical": False, "conv": "gat", "roi_layers": 3, "final_heads": 1,
+    "readout": "mean", "node_score": True, "use_edge_weight": False,
+}
+_RELEASED_FUSION = {
+    "cross_attention": True, "direction": "fmri-to-smri", "fmri_query": "embedding",
+    "combine": "query", "position_embedding": False,
+}
+
+_VARIANTS: dict[str, Variant] = {
+    "amagenet": Variant(
+        "AMAge-Net: hierarchical GAT + sMRI encoder (model.smri_encoder), cross-attention, gated fusion"),
+    "released-code": Variant(
+        "the authors' released model: flat 3-layer GAT (node scores, mean pool), one fMRI query token "
+        "over the sMRI tokens, no gate (use graph.sparsify=positive for their graphs)",
+        overrides={"gat": _RELEASED_GAT, "fusion": _RELEASED_FUSION}),
+    "fmri": Variant("fMRI only: hierarchical GAT + regression head", structural=False),
+    "smri": Variant("sMRI only: 3D DenseNet + regression head", fmri=False,
+                    overrides={"smri_encoder": "densenet"}),
+    "sfcn": Variant("sMRI only: SFCN (Peng et al. 2021) + regression head", fmri=False,
+                    overrides={"smri_encoder": "sfcn"}),
+    "tabular": Variant("structural table only: per-feature tokens + regression head", fmri=False,
+                       overrides={"smri_encoder": "table"}),
+    "gcn": Variant("AMAge-Net with GCN instead of GAT layers at the ROI level",
+                   overrides={"gat": {"conv": "gcn"}}),
+    "flat-gat": Variant("AMAge-Net without the hierarchy: ROI-level GAT + attention readout over ROIs",
+                        overrides={"gat": {"hierarchical": False}}),
+    "no-gate": Variant("AMAge-Net without the gate: concatenation after cross-attention",
+                       overrides={"fusion": {"combine": "concat"}}),
+    "no-xattn": Variant("AMAge-Net without cross-attention: the gate mixes the pooled embeddings",
+                        overrides={"fusion": {"cross_attention": False, "combine": "gate"}}),
+    "concat": Variant("plain fusion: concatenation of the pooled embeddings, no attention, no gate",
+                      overrides={"fusion": {"cross_attention": False, "combine": "concat"}}),
+}
+
+VARIANTS: dict[str, str] = {name: v.description for name, v in _VARIANTS.items()}
+
+
+def _variant(cfg: ModelConfig) -> Variant:
+    if cfg.variant not in _VARIANTS:
+        raise ValueError(f"unknown model variant {cfg.variant!r}; known: {sorted(_VARIANTS)}")
+    return _VARIANTS[cfg.variant]
+
+
+def resolve_config(cfg: ModelConfig) -> ModelConfig:
+    """The configuration a variant actually runs with (the profile + the variant's overrides)."""
+    return replace(cfg, **_variant(cfg).overrides)
+
+
+def _modalities(cfg: ModelConfig, variant: Variant) -> frozenset[str]:
+    names = {"fmri"} if variant.fmri else set()
+    if variant.structural:
+        names.add("table" if cfg.smri_encoder == "table" else "smri")
+    return frozenset(names)
+
+
+_NEEDS = {"fmri": "n_roi and node_features", "smri": "t1_shape", "table": "n_table_features"}
+
+
+def build_model(cfg: ModelConfig, spec: InputSpec) -> BrainAgeModel:
+    """Build ``cfg.variant`` for the inputs described by ``spec``.
+
+    Raises ``ValueError`` for an unknown variant or when ``spec`` lacks a modality it needs.
+    """
+    variant = _variant(cfg)
+    resolved = resolve_config(cfg)
+    modalities = _modalities(resolved, variant)
+    missing = sorted(modalities - spec.modalities)
+    if missing:
+        needs = "; ".join(f"{m} needs InputSpec.{_NEEDS[m]}" for m in missing)
+        raise ValueError(f"variant {cfg.variant!r} needs {missing} inputs, absent from the InputSpec ({needs})")
+    return BrainAgeModel(resolved, spec, modalities)
+
+
+class BrainAgeModel(nn.Module):
+    """Encoders (``fmri_encoder``, ``smri_encoder`` or ``table_encoder``), ``fusion`` (when both
+    branches are used) and ``head``."""
+
+    def __init__(self, cfg: ModelConfig, spec: InputSpec, modalities: frozenset[str]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.modalities = modalities
+        self.fmri_encoder = (
+            GraphEncoder(cfg.gat, spec.n_roi, spec.node_features, spec.network_index)
+            if "fmri" in modalities else None
+        )
+        self.smri_encoder: DenseNetEncoder | SFCNEncoder | None = None
+        self.table_encoder = TableEncoder(cfg.table, spec.n_table_features) if "table" in modalities else None
+        if "smri" in modalities:
+            self.smri_encoder = (
+                SFCNEncoder(cfg.sfcn, spec.t1_shape) if cfg.smri_encoder == "sfcn"
+                else DenseNetEncoder(cfg.densenet, spec.t1_shape)
+            )
+        structural = self.smri_encoder if self.smri_encoder is not None else self.table_encoder
+        self.fusion = None
+        if self.fmri_encoder is not None and structural is not None:
+            self.fusion = Fusion(
+                cfg.fusion, self.fmri_encoder.token_dim, self.fmri_encoder.n_tokens,
+                structural.token_dim, structural.n_tokens,
+            )
+            head_in = self.fusion.out_dim
+        else:
+            single = self.fmri_encoder if self.fmri_encoder is not None else structural
+            head_in = single.embedding_dim
+        self.head = RegressionHead(head_in, cfg.head_hidden)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        """Shapes: batch.x (sum_N, F_node), edge_index (2, E), edge_attr (E,) [fmri];
+        batch.t1 (B, 1, D, H, W) [smri]; batch.tab (B, F_tab) [table].
+
+        Returns a :class:`ModelOutput` with pred (B,).
+        """
+        fmri = None
+        if self.fmri_encoder is not None:
+            fmri = self.fmri_encoder(
+                _field(batch, "x"), _field(batch, "edge_index"), getattr(batch, "edge_attr", None),
+                _field(batch, "batch"), batch.num_graphs,
+            )
+        structural: Encoding | None = None
+        if self.smri_encoder is not None:
+            structural = self.smri_encoder(_field(batch, "t1"))
+        elif self.table_encoder is not None:
+            structural = self.table_encoder(_field(batch, "tab"))
+
+        gate, attention = None, {}
+        if self.fusion is not None:
+            embedding, gate, attention = self.fusion(fmri, structural)
+        else:
+            embedding = (fmri if fmri is not None else structural).embedding
+        output = ModelOutput(pred=self.head(embedding), embedding=embedding, gate=gate)
+        if fmri is not None:
+            output.attention = {**fmri.attention, **attention}
+            output.node_scores = fmri.node_scores
+            output.network_scores = fmri.network_scores
+            output.edge_attention = fmri.edge_attention
+        return output
+
+
+def _field(batch: Batch, name: str) -> Tensor:
+    value = getattr(batch, name, None)
+    if value is None:
+        raise ValueError(f"the batch has no {name!r} field, which this model's inputs need")
+    return value
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters per named top-level submodule, plus ``total``."""
+    counts = {
+        name: sum(p.numel() for p in child.parameters() if p.requires_grad)
+        for name, child in model.named_children()
+    }
+    counts["total"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return counts

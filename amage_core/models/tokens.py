@@ -1,0 +1,39 @@
+"""Convolutional feature map -> token set, shared by the image encoders (DenseNet, SFCN)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from amage_core.models.spec import Encoding
+
+
+def trunk_output(build: Callable[[], nn.Module], t1_shape: tuple[int, int, int]) -> tuple[int, tuple[int, ...]]:
+    """Channels and grid of a trunk's output for a (1, 1, *t1_shape) input, computed on the
+    ``meta`` device (no memory, no arithmetic): ``build`` makes a fresh trunk."""
+    try:
+        with torch.device("meta"):
+            out = build().eval()(torch.empty(1, 1, *t1_shape))
+    except RuntimeError as exc:        # a pooling layer met a grid smaller than its kernel
+        raise ValueError(f"T1 grid {t1_shape} is too small for this trunk: {exc}") from None
+    grid = tuple(out.shape[2:])
+    if math.prod(grid) < 1:
+        raise ValueError(f"T1 grid {t1_shape} is too small for this trunk (output grid {grid})")
+    return out.shape[1], grid
+
+
+class GridTokens(nn.Module):
+    """One token per cell of the feature map (a linear projection of its channels)."""
+
+    def __init__(self, channels: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.proj = nn.Linear(channels, out_dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, fmap: Tensor) -> Encoding:
+        """Shapes: fmap (B, C, d, h, w) -> tokens (B, T_s = d*h*w, out_dim), embedding (B, out_dim)
+        (the token mean)."""
+        tokens = self.drop(self.proj(fmap.flatten(2).transpose(1, 2)))
+        return Encoding(tokens=tokens, embedding=tokens.mean(dim=1))
