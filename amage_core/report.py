@@ -33,3 +33,74 @@ def profile_summary(profile: Profile) -> pd.DataFrame:
     rows.append(("model", "DenseNet", str(m["densenet"])))
     rows.append(("model", "fusion", str(m["fusion"])))
     return pd.DataFrame(rows, columns=["section", "setting", "value"]).set_index(["section", "setting"])
+
+
+# --------------------------------------------------------------------------------------------
+# Run products as tables
+# --------------------------------------------------------------------------------------------
+SHOWN_METRICS = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "pearson_r": "r", "gap_age_r": "r(gap, age)"}
+
+
+def metrics_summary(runs: dict, correction: str = "uncorrected", digits: int = 2) -> pd.DataFrame:
+    """One row per run: pooled metrics and the mean ± SD over folds of ``correction``
+    (``uncorrected`` or ``corrected``), computed by the run (``metrics.json``)."""
+    rows = {}
+    for name, run in runs.items():
+        section = run.metrics[correction]
+        row = {}
+        for key, label in SHOWN_METRICS.items():
+            mean, sd = section["fold_mean"].get(key), section["fold_sd"].get(key)
+            row[label] = section["pooled"][key]
+            row[f"{label} (fold mean ± SD)"] = _pm(mean, sd, digits)
+        row["n"] = section["pooled"]["n"]
+        rows[name] = row
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+    return table.round(digits)
+
+
+def _pm(mean, sd, digits: int) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}" if sd is not None else f"{mean:.{digits}f}"
+
+
+def both_corrections(run, digits: int = 2) -> pd.DataFrame:
+    """The pooled metrics of one run, uncorrected and bias-corrected side by side."""
+    rows = {kind: {label: run.metrics[kind]["pooled"][key] for key, label in SHOWN_METRICS.items()}
+            for kind in ("uncorrected", "corrected")}
+    return pd.DataFrame(rows).T.round(digits)
+
+
+def histories(run) -> dict[str, pd.DataFrame]:
+    """Per-fold training histories (``fold-<k>/history.csv``) of a deep-model run."""
+    out = {}
+    for path in sorted(run.path.glob("fold-*/history.csv")):
+        out[path.parent.name.removeprefix("fold-")] = pd.read_csv(path)
+    return out
+
+
+def with_participants(run, cohort, columns=("sex",)) -> pd.DataFrame:
+    """A run's predictions joined with participant columns of its (test) cohort."""
+    cols = ["participant_id", *[c for c in columns if c in cohort.participants]]
+    info = cohort.participants[cols].drop_duplicates("participant_id")
+    return run.predictions.merge(info, on="participant_id", how="left", validate="many_to_one")
+
+
+def paper_comparison(runs: dict, data_label: dict[str, str]) -> pd.DataFrame:
+    """The paper's numbers beside this repository's, per cohort: ``runs`` maps a cohort key of
+    :data:`PAPER_CLAIMS` to its AMAge-Net run; ``data_label`` names the data each run used."""
+    rows = []
+    for cohort, run in runs.items():
+        ours = run.metrics["uncorrected"]["pooled"]
+        for key, label in (("mae", "MAE"), ("rmse", "RMSE"), ("r2", "R²"), ("r", "r")):
+            ours_key = "pearson_r" if key == "r" else key
+            rows.append({"cohort": cohort, "metric": label, "paper": PAPER_CLAIMS[cohort][key],
+                         "this repository": round(ours[ours_key], 2), "data used": data_label[cohort]})
+    return pd.DataFrame(rows).set_index(["cohort", "metric"])
+
+
+def data_label(profile: Profile, name: str, cohort) -> str:
+    """What data a cohort of the profile is, for tables: e.g. ``synthetic camcan-like, n=234``."""
+    cc = profile.cohorts[name]
+    kind = f"synthetic {cc.synth.preset}" if cc.source == "synthetic" else f"{cc.source} (real)"
+    return f"{kind}, n={cohort.n}"

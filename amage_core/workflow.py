@@ -1,23 +1,19 @@
-"""The book's pipeline with caching: cohort -> prepared cohort -> runs.
+"""The book's pipeline: cohort -> prepared cohort -> runs, each computed once and then reused.
 
-Chapters never retrain what another chapter already computed: each product lives in a folder of the
-profile's ``workdir`` named after a hash of everything that determines it (configuration, upstream
-products). A product is complete when its folder holds a ``.done`` marker, written last and atomically;
-an interrupted product is resumed (the stations resume at participant/epoch level) or rebuilt.
+Chapters never recompute what another chapter already computed. Each product lives in a folder of
+the profile's ``workdir`` named after a hash of what determines it, and each station reuses a
+finished product with the same configuration and resumes an interrupted one (synthetic cohorts are
+regenerated, preparation resumes per participant, training per fold and epoch).
 
-Every function takes a :class:`~amage_core.config.Profile` (or its name/path) and returns the product,
-computing it only when missing.
+Every function takes a :class:`~amage_core.config.Profile` (or its name/path) and returns the product.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from amage_core import io
 from amage_core.config import CohortConfig, Profile, load_profile, replace, to_dict
-
-DONE = ".done"
 
 
 def _profile(profile: str | Profile) -> Profile:
@@ -29,14 +25,6 @@ def workdir(profile: str | Profile) -> Path:
     return Path(_profile(profile).workdir).expanduser().resolve()
 
 
-def is_done(path: Path) -> bool:
-    return (path / DONE).is_file()
-
-
-def mark_done(path: Path, info: dict[str, Any]) -> None:
-    io.write_json(path / DONE, info)
-
-
 def cohort_config(profile: str | Profile, name: str) -> CohortConfig:
     prof = _profile(profile)
     if name not in prof.cohorts:
@@ -45,23 +33,17 @@ def cohort_config(profile: str | Profile, name: str) -> CohortConfig:
 
 
 def synthetic_source(profile: str | Profile, name: str, progress: bool = True) -> Path:
-    """Generate (once) the synthetic BIDS dataset of cohort ``name``; returns its root."""
+    """The synthetic BIDS dataset of cohort ``name`` (generated on first use); returns its root."""
     from amage_core.synth import generate_cohort
 
     prof = _profile(profile)
     cfg = cohort_config(prof, name).synth
     out = workdir(prof) / "synth" / f"{name}-{io.stable_hash(to_dict(cfg))}"
-    if not is_done(out):
-        if out.exists():  # an interrupted generation: files are cheap to regenerate deterministically
-            shutil.rmtree(out)
-        generate_cohort(cfg, out, n_jobs=prof.prep.n_jobs, progress=progress)
-        mark_done(out, {"synth": to_dict(cfg)})
-    return out
+    return generate_cohort(cfg, out, n_jobs=prof.prep.n_jobs, progress=progress, overwrite=True)
 
 
 def prepared(profile: str | Profile, name: str, progress: bool = True):
     """The prepared cohort of ``name`` (generated and prepared on first use)."""
-    from amage_core.data.cohort import load_cohort
     from amage_core.data.prepare import prepare_cohort
 
     prof = _profile(profile)
@@ -76,10 +58,7 @@ def prepared(profile: str | Profile, name: str, progress: bool = True):
     key = {"source": source, "root": str(root), "derivatives": str(derivatives), "options": options,
            "prep": to_dict(prof.prep)}
     out = workdir(prof) / "prepared" / f"{name}-{io.stable_hash(key)}"
-    if not is_done(out):
-        prepare_cohort(source, root, out, prof.prep, derivatives=derivatives, progress=progress, **options)
-        mark_done(out, key)
-    return load_cohort(out)
+    return prepare_cohort(source, root, out, prof.prep, derivatives=derivatives, progress=progress, **options)
 
 
 def run(
@@ -91,29 +70,26 @@ def run(
     model_overrides: dict[str, Any] | None = None,
     progress: bool = True,
 ):
-    """Cross-validate ``model`` (a variant of ``amage_core.models.VARIANTS`` or a baseline name) on
-    ``cohort``; with ``test_cohort``, train on all of ``cohort`` and test on the other one.
+    """Cross-validate ``model`` (a variant of ``amage_core.models.VARIANTS`` or a baseline of
+    ``amage_core.baselines.BASELINES``) on ``cohort``; with ``test_cohort``, train on all of
+    ``cohort`` and test on the other one.
 
     ``train`` and ``model_overrides`` change sections of the profile for this run only (e.g.
-    ``train={"protocol": "released-code"}``). Returns the run's result (``amage_core.train``)."""
+    ``train={"protocol": "released-code"}``). Returns the run's :class:`RunResult`."""
     from amage_core.baselines import BASELINES, run_baseline
-    from amage_core.train.cv import cross_validate, load_run
+    from amage_core.train.cv import cross_validate
 
     prof = _profile(profile)
     train_cfg = replace(prof.train, **(train or {}))
-    model_cfg = replace(prof.model, variant=model, **(model_overrides or {})) if model not in BASELINES else None
+    model_cfg = None if model in BASELINES else replace(prof.model, variant=model, **(model_overrides or {}))
     data = prepared(prof, cohort, progress)
     test = prepared(prof, test_cohort, progress) if test_cohort else None
     key = {"cohort": data.manifest.get("config_hash"), "test": test.manifest.get("config_hash") if test else None,
-           "model": model, "model_cfg": to_dict(model_cfg) if model_cfg else None,
-           "train": to_dict(train_cfg), "graph": to_dict(prof.graph)}
+           "model": model, "model_cfg": to_dict(model_cfg), "train": to_dict(train_cfg),
+           "graph": to_dict(prof.graph)}
     tag = f"{cohort}-to-{test_cohort}" if test_cohort else cohort
     out = workdir(prof) / "runs" / f"{tag}-{model}-{io.stable_hash(key)}"
-    if not is_done(out):
-        if model in BASELINES:
-            run_baseline(model, data, train_cfg, out, test_cohort=test, progress=progress)
-        else:
-            cross_validate(data, model_cfg, train_cfg, prof.graph, out, test_cohort=test,
-                           resume=True, progress=progress)
-        mark_done(out, key)
-    return load_run(out)
+    if model_cfg is None:
+        return run_baseline(model, data, train_cfg, out, test_cohort=test, progress=progress)
+    return cross_validate(data, model_cfg, train_cfg, prof.graph, out, test_cohort=test,
+                          resume=True, progress=progress)
