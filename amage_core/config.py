@@ -40,7 +40,7 @@ class SynthConfig:
     atlas: str = "dosenbach160"      # network-labelled atlas shipped with nilearn
     # --- added by the synth station (issue 3) ---
     extra_atlases: list[str] = field(default_factory=list)  # more XCP-D TSVs (e.g. seitzman300)
-    bold_voxel_size: float = 4.0     # mm; BOLD NIfTI grid is max(voxel_size, bold_voxel_size)
+    bold_voxel_size: float = 4.0     # mm, isotropic grid of the voxelwise BOLD NIfTI subset
     n_volumes: int | None = None     # None: the preset's scan length (camcan-like 261)
     tr: float | None = None          # s; None: the preset's repetition time (camcan-like 1.97)
     brain_age_sd: float = 2.5        # years, shared deviation of brain age from age (both modalities)

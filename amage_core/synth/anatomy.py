@@ -71,7 +71,7 @@ SPARED: tuple[Hotspot, ...] = (Hotspot("calcarine", (0, -88, 4), 12, -0.015, -0.
 
 # Regional GM differences between the sexes beyond head size (male minus female, fraction of GM).
 SEX_OFFSETS: tuple[tuple[str, tuple[float, float, float], float, float], ...] = (
-    ("amygdala/hippocampus (male > female)", (24, -6, -18), 8.0, 0.06),
+    ("amygdala/hippocampus (male > female)", (24, -6, -18), 8.0, 0.08),
     ("inferior/middle frontal (female > male)", (44, 30, 18), 10.0, -0.05),
 )
 
@@ -238,18 +238,18 @@ def sample_person(smri_age: float, sex: str, rng: np.random.Generator) -> Anatom
     return AnatomyPerson(float(smri_age), sex, float(1.0 + sign * HEAD_SCALE_SEX + rng.normal(0, HEAD_SCALE_SD)))
 
 
-def synthesize_t1(model: AnatomyModel, preset: Preset, person: AnatomyPerson,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One participant's T1w and brain mask on the model grid.
+def aged_tissue(model: AnatomyModel, person: AnatomyPerson,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One participant's tissue fractions after ageing, sex and individual variation, in MNI space.
 
-    Returns (t1 (X, Y, Z) int16, mask (X, Y, Z) uint8).
+    Returns (gm, wm, csf, mask), each (X, Y, Z); gm/wm/csf float32 in [0, 1], mask bool.
     """
     shape = model.shape
     male = person.sex == "M"
-    # --- tissue after ageing, in template space -------------------------------------------------
     ratio = model.male_ratio if male else 1.0
     loss = gm_loss(person.smri_age, model.rate_linear * ratio, model.rate_quadratic * ratio)
-    sex_gain = 1.0 + (0.5 if male else -0.5) * model.sex_offset
+    # the smaller sex has less GM (removing GM works where the template's GM fraction is near 1)
+    sex_gain = 1.0 - np.maximum(-model.sex_offset if male else model.sex_offset, 0.0)
     variation = np.exp(GM_VARIATION_SD * smooth_field(shape, rng, order=8))
     gm0 = np.clip(model.gm * sex_gain * variation, 0.0, 1.0)
     gm = gm0 * (1.0 - loss)
@@ -257,7 +257,7 @@ def synthesize_t1(model: AnatomyModel, preset: Preset, person: AnatomyPerson,
     wm = model.wm * (1.0 - wm_loss)
     csf = np.clip(model.mask - gm - wm, 0.0, 1.0)
 
-    # --- geometry: head size, random deformation, ventricle expansion --------------------------
+    # geometry: head size, random deformation, ventricle expansion (sampling positions in template)
     xyz = world_coords(shape, model.affine)
     centre = np.array([0.0, -18.0, 8.0], dtype=np.float32)[:, None, None, None]
     src = centre + (xyz - centre) / person.head_scale
@@ -270,9 +270,17 @@ def synthesize_t1(model: AnatomyModel, preset: Preset, person: AnatomyPerson,
     def warp(a: np.ndarray) -> np.ndarray:
         return ndimage.map_coordinates(a, vox, order=1, mode="constant", cval=0.0, prefilter=False)
 
-    gm, wm, csf, mask = warp(gm), warp(wm), warp(csf), warp(model.mask) > 0.5
+    return warp(gm), warp(wm), warp(csf), warp(model.mask) > 0.5
 
-    # --- contrast and scanner -------------------------------------------------------------------
+
+def synthesize_t1(model: AnatomyModel, preset: Preset, person: AnatomyPerson,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One participant's T1w and brain mask on the model grid.
+
+    Returns (t1 (X, Y, Z) int16, mask (X, Y, Z) uint8).
+    """
+    shape = model.shape
+    gm, wm, csf, mask = aged_tissue(model, person, rng)
     i_wm = preset.t1_wm * (1.0 - WM_CONTRAST_PER_DECADE * (person.smri_age - 20.0) / 10.0)
     t1 = gm * preset.t1_gm + wm * i_wm + csf * preset.t1_csf
     bias = np.exp(preset.t1_bias * smooth_field(shape, rng, order=3))

@@ -15,7 +15,7 @@ derivatives with a spatial gradient ``phi_v = (1, x/70, y/90, z/70)``, ``D`` cos
 ``P`` physiological noise per tissue (WM, CSF), ``tau_v`` the tissue fractions, ``noise`` thermal
 noise. So extracting atlas spheres from the BOLD after confound regression gives back
 approximately the TSV signals. The confound columns are computed from the same model: mean
-signals over the brain (global), WM (WM fraction > 0.9) and CSF masks, DVARS over the brain.
+signals over the brain (global), WM (WM fraction > 0.95) and CSF (> 0.7) masks, DVARS over the brain.
 
 Shapes: voxel arrays are (N_vox,) over the brain mask; time series (T, R) or (T, N_vox).
 """
@@ -104,10 +104,10 @@ def _bold_model_cached(voxel_size: float, coords_key: tuple) -> BoldModel:
 
     return BoldModel(
         affine=mask_img.affine.copy(), shape=tuple(mask.shape), voxels=voxels, xyz=xyz, label=label,
-        tissue=tissue, neural_weight=gm + 0.15 * wm,
+        tissue=tissue, neural_weight=gm,
         s0=0.85 * gm + 0.75 * wm + 1.3 * csf,
         phi=np.column_stack([np.ones(len(xyz)), xyz[:, 0] / 70, xyz[:, 1] / 90, xyz[:, 2] / 70]),
-        wm_mask=top_or_threshold(wm, 0.9), csf_mask=top_or_threshold(csf, 0.5), n_regions=len(coords),
+        wm_mask=top_or_threshold(wm, 0.95), csf_mask=top_or_threshold(csf, 0.7), n_regions=len(coords),
     )
 
 

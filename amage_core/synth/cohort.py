@@ -90,7 +90,8 @@ def resolved(cfg: SynthConfig) -> tuple[Preset, int, float]:
 
 
 def bold_voxel_size(cfg: SynthConfig) -> float:
-    return float(max(cfg.voxel_size, cfg.bold_voxel_size))
+    """Voxel size (mm) of the BOLD NIfTI grid."""
+    return float(cfg.bold_voxel_size)
 
 
 def generate_cohort(cfg: SynthConfig, out: Path, n_jobs: int = 1, progress: bool = True,
