@@ -7,7 +7,7 @@ from torch_geometric.data import Batch
 
 from amage_core.config import GraphConfig, load_profile
 from amage_core.models import VARIANTS, InputSpec, build_model, count_parameters, resolve_config
-from amage_core.models.testing import random_batch, synthetic_participants, tiny_config
+from amage_core.models.testing import synthetic_participants, tiny_config
 
 EXPECTED_VARIANTS = {"amagenet", "released-code", "fmri", "smri", "sfcn", "tabular", "gcn",
                      "flat-gat", "no-gate", "no-xattn", "concat"}
