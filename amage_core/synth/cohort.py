@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 
 from amage_core.config import SynthConfig, to_dict
+from amage_core.data.atlas import Atlas, load_atlas
 from amage_core.io import read_json, stable_hash, write_json
-from amage_core.synth import anatomy, bids, function
+from amage_core.synth import anatomy, bids, bold, function
 from amage_core.synth.latent import STREAM_ANATOMY, STREAM_BOLD, STREAM_FUNCTION, rng_for, sample_participants
 from amage_core.synth.presets import Preset, get_preset
 
@@ -71,10 +72,10 @@ class _Context:
     n_volumes: int
     tr: float
     anatomy_model: anatomy.AnatomyModel
-    bold_model: object
-    atlas: object
+    bold_model: bold.BoldModel
+    atlas: Atlas
     networks: pd.DataFrame
-    extra: dict          # atlas name -> (Atlas, (R_extra, R) weights)
+    extra: dict[str, tuple[Atlas, np.ndarray]]   # atlas name -> (atlas, (R_extra, R) weights)
 
 
 def resolved(cfg: SynthConfig) -> tuple[Preset, int, float]:
@@ -86,6 +87,8 @@ def resolved(cfg: SynthConfig) -> tuple[Preset, int, float]:
         raise ValueError(f"synth: n_volumes must be at least 20, got {n_volumes}")
     if tr <= 0:
         raise ValueError(f"synth: tr must be positive, got {tr}")
+    if cfg.bold_voxel_size <= 0 or cfg.voxel_size <= 0:
+        raise ValueError(f"synth: voxel sizes must be positive, got {cfg.voxel_size} and {cfg.bold_voxel_size}")
     return preset, int(n_volumes), float(tr)
 
 
@@ -103,9 +106,6 @@ def generate_cohort(cfg: SynthConfig, out: Path, n_jobs: int = 1, progress: bool
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
-
-    from amage_core.data.atlas import load_atlas
-    from amage_core.synth import bold
 
     out = Path(out)
     preset, n_volumes, tr = resolved(cfg)
@@ -159,6 +159,8 @@ def _prepare_folder(out: Path, config_hash: str, overwrite: bool) -> bool:
     """True when ``out`` already holds this exact cohort; otherwise make it ready to write."""
     marker = out / "derivatives" / "truth" / "config.json"
     description = out / "dataset_description.json"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: is a file; --out must be a folder")
     if not out.exists() or not any(out.iterdir()):
         out.mkdir(parents=True, exist_ok=True)
         return False
@@ -181,8 +183,6 @@ def _make_chunk(ctx: _Context, rows: list) -> list[dict]:
 
 def _make_participant(ctx: _Context, row) -> dict:
     """Write every file of one participant; return what the truth tables need."""
-    from amage_core.synth import bold
-
     cfg, preset, index = ctx.cfg, ctx.preset, int(row.Index)
     files = bids.paths(ctx.root, row.participant_id, [cfg.atlas] + list(ctx.extra))
 
