@@ -9,18 +9,21 @@ brain mask minus both) in MNI152NLin2009cAsym space, as fMRIPrep writes a T1w re
    Gaussian "hotspots": lateral prefrontal and orbitofrontal cortex, insula, anterior cingulate,
    lateral temporal cortex and the hippocampus, with the hippocampus accelerating most; primary
    visual cortex is relatively spared (Raz et al. 2005, Cereb Cortex 15:1676; Fjell & Walhovd
-   2010, Rev Neurosci 21:187; Good et al. 2001, NeuroImage 14:21). :data:`HOTSPOTS` lists them and
-   ``regions_truth.tsv`` gives the rate at every atlas region.
+   2010, Rev Neurosci 21:187; Good et al. 2001, NeuroImage 14:21). Rates run from 1.8% per decade
+   (global) to about 6% per decade in the hotspots, below the longitudinal rates of Raz et al.
+   (2005), as cross-sectional rates are. :data:`HOTSPOTS` lists them and ``regions_truth.tsv``
+   gives the rate at every atlas region.
 2. **White-matter loss after mid-life** (Raz et al. 2005; Fjell & Walhovd 2010) and **declining
    GM/WM contrast** (Salat et al. 2009, NeuroImage 48:21): WM intensity falls 1% per decade.
 3. **Ventricular and CSF expansion**: a displacement field pointing away from the lateral
    ventricles pushes their border outward by a few mm by old age (ventricles roughly triple in
    volume across adulthood, Fjell & Walhovd 2010); sulcal CSF grows as GM is lost (step 1).
 4. **Sex.** Head size is larger in males (linear scale +/-1.8%, about 11% in volume; Ruigrok et al.
-   2014, Neurosci Biobehav Rev 39:34), with regional GM differences beyond size: males larger
-   amygdala/hippocampus, females larger inferior/middle frontal cortex (Ruigrok et al. 2014).
-   The *trajectory* differs too: frontal and temporal GM declines 25% faster in males (Cowell et
-   al. 1994, J Neurosci 14:4748; Coffey et al. 1998, Arch Neurol 55:169).
+   2014, Neurosci Biobehav Rev 39:34), with regional GM differences beyond size (up to 8% of the
+   GM fraction, removed from the smaller sex): males larger amygdala/hippocampus, females larger
+   inferior/middle frontal cortex (Ruigrok et al. 2014). The *trajectory* differs too: lateral
+   prefrontal, orbitofrontal and lateral temporal GM declines 25% faster in males (Cowell et al.
+   1994, J Neurosci 14:4748; Coffey et al. 1998, Arch Neurol 55:169).
 5. **Per-person variation unrelated to age**: a smooth random deformation (a few mm, what
    nonlinear registration leaves), head size, and a smooth random multiplicative field on the GM
    fraction (individual differences in cortical thickness/folding).
