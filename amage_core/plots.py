@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
 sns.set_theme(context="notebook", style="whitegrid")
 
@@ -78,5 +75,21 @@ def metric_bars(table: pd.DataFrame, metric: str = "mae", reference: Mapping[str
     if reference:
         ax.legend(fontsize=8)
     ax.set(ylabel=metric.upper() + " (years)" if metric in {"mae", "rmse"} else metric)
+    fig.tight_layout()
+    return fig
+
+
+def gate_by_age(predictions: pd.DataFrame) -> plt.Figure:
+    """Mean gate value per participant (columns ``gate_*``) against age, by sex, with LOWESS lines."""
+    gates = [c for c in predictions.columns if c.startswith("gate_")]
+    if not gates:
+        raise ValueError("these predictions carry no gate values (a model without a gate?)")
+    df = predictions.assign(gate=predictions[gates].mean(axis=1))
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    hue = "sex" if "sex" in df else None
+    sns.scatterplot(data=df, x="age", y="gate", hue=hue, s=14, alpha=0.6, ax=ax, edgecolor="none")
+    for i, (sex, sub) in enumerate(df.groupby("sex") if hue else [("all", df)]):
+        sns.regplot(data=sub, x="age", y="gate", lowess=True, scatter=False, ax=ax, color=f"C{i}")
+    ax.set(xlabel="chronological age (years)", ylabel="mean gate (fMRI weight)")
     fig.tight_layout()
     return fig

@@ -104,3 +104,60 @@ def data_label(profile: Profile, name: str, cohort) -> str:
     cc = profile.cohorts[name]
     kind = f"synthetic {cc.synth.preset}" if cc.source == "synthetic" else f"{cc.source} (real)"
     return f"{kind}, n={cohort.n}"
+
+
+def parameter_table(profile: Profile, cohort, variants: list[str]) -> pd.DataFrame:
+    """Trainable parameters of each variant, per named submodule, as built for ``cohort``."""
+    from amage_core.config import replace
+    from amage_core.models import build_model
+    from amage_core.models.amagenet import count_parameters
+    from amage_core.train.dataset import input_spec
+
+    spec = input_spec(cohort)
+    rows = {v: count_parameters(build_model(replace(profile.model, variant=v), spec)) for v in variants}
+    return pd.DataFrame.from_dict(rows, orient="index").fillna(0).astype(int).rename_axis("variant")
+
+
+def oracle_bounds(profile: Profile, name: str) -> dict[str, float]:
+    """The synthetic cohort's oracle MAEs (best any model could reach; see ``amage_core.synth``) for
+    T1 alone, fMRI alone and both; empty for real data, where no such bound exists."""
+    from amage_core import workflow as wf
+    from amage_core.synth import load_truth
+
+    if profile.cohorts[name].source != "synthetic":
+        return {}
+    oracle = load_truth(wf.synthetic_source(profile, name, progress=False)).oracle["cohort"]
+    return {"oracle T1": oracle["smri"]["mae"], "oracle fMRI": oracle["fmri"]["mae"],
+            "oracle both": oracle["both"]["mae"]}
+
+
+def paired_tests(runs: dict, reference: str, correction: str = "uncorrected") -> pd.DataFrame:
+    """Each run against ``reference`` on the same participants: MAE difference (run - reference) and
+    the two-sided Wilcoxon signed-rank p-value on absolute errors."""
+    from amage_core.evaluate.compare import compare_runs
+
+    rows = {}
+    for name, run in runs.items():
+        if name == reference:
+            continue
+        c = compare_runs(run.predictions, runs[reference].predictions, correction)
+        rows[name] = {"MAE": c.mae_a, f"MAE − {reference}": c.mae_difference, "Wilcoxon p": c.p_value, "n": c.n}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model").round(4)
+
+
+def fold_spread(runs: dict, correction: str = "uncorrected") -> pd.DataFrame:
+    """Pooled value and SD over folds of each metric, per run (columns ``mae``, ``mae_sd``, ...)."""
+    rows = {}
+    for name, run in runs.items():
+        section = run.metrics[correction]
+        rows[name] = {**{k: section["pooled"][k] for k in SHOWN_METRICS},
+                      **{f"{k}_sd": section["fold_sd"][k] for k in SHOWN_METRICS}}
+    return pd.DataFrame.from_dict(rows, orient="index").astype(float)
+
+
+def qc_table(cohorts: dict) -> pd.DataFrame:
+    """Included/excluded counts by reason with their age and sex, per prepared cohort
+    (``qc_summary.tsv`` written by the preparation)."""
+    parts = [pd.read_csv(c.root / "qc_summary.tsv", sep="\t").assign(cohort=name) for name, c in cohorts.items()]
+    table = pd.concat(parts, ignore_index=True).set_index(["cohort", "status", "category"])
+    return table.round(1)

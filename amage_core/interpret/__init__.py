@@ -1,0 +1,1 @@
+"""Interpretability: attributions of trained runs, region/network summaries, checks against truth."""
