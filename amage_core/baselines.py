@@ -55,7 +55,7 @@ _STACK_BASE = {"fmri": "ridge-fc", "smri": "brainage-gpr", "table": "ridge-table
 
 RIDGE_ALPHAS = np.logspace(-3, 5, 17)
 SVR_C = (1.0, 10.0, 100.0)
-PCA_VARIANCE = 0.8            # fraction of training-fold T1 variance the PCA keeps
+PCA_VARIANCE = (0.8, 0.9, 0.95, 0.99)   # T1 variance the PCA keeps: chosen by inner CV on the training fold
 T1_MAX_VOXELS = 20_000        # T1 block-averaged until it has at most this many voxels
 INNER_FOLDS = 5
 FOREST_TREES = 200
@@ -124,7 +124,9 @@ def make_estimator(name: str, seed: int, blocks: dict[str, slice] | None = None)
         # linear kernel (the constant term fixed: PCA scores are centred) + fitted noise level
         kernel = DotProduct(sigma_0=1.0, sigma_0_bounds="fixed") + WhiteKernel(noise_level_bounds=(1e-6, 1e3))
         gpr = GaussianProcessRegressor(kernel=kernel, normalize_y=True, random_state=seed)
-        return make_pipeline(PCA(n_components=PCA_VARIANCE, svd_solver="full"), gpr)
+        pipeline = make_pipeline(PCA(svd_solver="full"), gpr)
+        return GridSearchCV(pipeline, {"pca__n_components": list(PCA_VARIANCE)}, cv=inner,
+                            scoring="neg_mean_absolute_error")
     if name == "stacking":
         if not blocks:
             raise ValueError("stacking needs the column block of each modality")
@@ -234,6 +236,9 @@ def _fitted_settings(estimator) -> dict:
     from sklearn.pipeline import Pipeline
 
     found: dict = {}
+    if isinstance(estimator, GridSearchCV):
+        found.update({k: float(v) for k, v in estimator.best_params_.items()})
+        estimator = estimator.best_estimator_
     steps = estimator.steps if isinstance(estimator, Pipeline) else []
     for _, step in steps:
         if isinstance(step, RidgeCV):
