@@ -54,7 +54,10 @@ class CohortConfig:
 
     Real data: ``source`` names the layout (see ``amage prep --dataset``), ``root`` the dataset folder,
     ``derivatives`` the fMRIPrep/XCP-D output folder, ``options`` source-specific settings (e.g. OASIS-3
-    clinical CSVs). ``synth`` is used only when ``source`` is ``synthetic``.
+    clinical CSVs). ``synth`` is used only when ``source`` is ``synthetic``. Relative paths (``root``,
+    ``derivatives``, path options) are relative to the repository root (``workflow.resolve_path``).
+    ``prep`` overrides fields of the profile's shared ``prep`` section for this cohort only (e.g.
+    ``{min_volumes: 70}`` for ABIDE's short scans); see :meth:`prep_config`.
     """
 
     source: Literal["synthetic", "camcan", "oasis3", "bids", "abide"] = "synthetic"
@@ -62,6 +65,20 @@ class CohortConfig:
     root: str = ""
     derivatives: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    prep: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        allowed = {f.name for f in dataclasses.fields(PrepConfig)}
+        unknown = sorted(set(self.prep) - allowed)
+        if unknown:
+            raise ConfigError(f"prep: unknown key(s) {unknown} in the cohort's prep override; "
+                              f"allowed: {sorted(allowed)}")
+
+    def prep_config(self, base: PrepConfig) -> PrepConfig:
+        """The profile's ``prep`` section ``base`` with this cohort's overrides applied (validated)."""
+        if not self.prep:
+            return base
+        return replace(base, **self.prep)
 
 
 @dataclass
@@ -207,6 +224,12 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 0
     deterministic: bool = True
+    # issue 6 (training engine): stratification and bias correction
+    age_bins: int = 10               # quantile age bins stratifying outer folds and inner split
+    bias_method: Literal["cole", "beheshti"] = "cole"   # evaluate.bias: de Lange & Cole / offset form
+    # predictions the bias correction is fit on: the inner validation split's or the training
+    # fold's (the released-code protocol has no inner validation: always the training fold's)
+    bias_fit: Literal["validation", "training"] = "validation"
 
 
 @dataclass
@@ -232,6 +255,9 @@ class Profile:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     book: BookConfig = field(default_factory=BookConfig)
+    # graph settings a model variant gets instead of ``graph`` (e.g. the released code's all-positive-
+    # edge graph for ``released-code``: faithful, but about 8x slower on a CPU than the top-k graph)
+    variant_graph: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,7 +280,10 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
             f"{where or cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(names)}"
         )
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:       # raised by a __post_init__ check: name where it happened
+        raise ConfigError(f"{where}.{exc}" if where else str(exc)) from None
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

@@ -93,3 +93,50 @@ def gate_by_age(predictions: pd.DataFrame) -> plt.Figure:
     ax.set(xlabel="chronological age (years)", ylabel="mean gate (fMRI weight)")
     fig.tight_layout()
     return fig
+
+
+def region_markers(regions: pd.DataFrame, values: np.ndarray, label: str, top: int | None = None):
+    """Atlas regions as markers on a glass brain, coloured and sized by ``values`` (R,).
+
+    ``top`` keeps only the most important regions. Regions without coordinates are skipped."""
+    from nilearn import plotting
+
+    ok = np.isfinite(values) & regions[["x", "y", "z"]].notna().all(axis=1).to_numpy()
+    order = np.argsort(values[ok])[::-1][:top] if top else np.arange(ok.sum())
+    coords = regions.loc[ok, ["x", "y", "z"]].to_numpy(dtype=float)[order]
+    vals = values[ok][order]
+    fig = plt.figure(figsize=(9, 3.2))
+    display = plotting.plot_markers(vals, coords, node_size=20 + 80 * (vals - vals.min()) / (np.ptp(vals) or 1),
+                                    node_cmap="viridis", figure=fig, title=label, colorbar=True)
+    display.title(label, size=9)
+    return fig
+
+
+def t1_map(volume: np.ndarray, affine: np.ndarray, label: str, threshold_quantile: float = 0.9):
+    """A voxel map on the profile's T1 grid, shown over the MNI152 template (top decile coloured)."""
+    import nibabel as nib
+    from nilearn import plotting
+    from nilearn.datasets import load_mni152_template
+
+    img = nib.Nifti1Image(np.asarray(volume, dtype=np.float32), affine)
+    fig = plt.figure(figsize=(9, 3.2))
+    plotting.plot_stat_map(img, bg_img=load_mni152_template(resolution=2), figure=fig, title=label,
+                           threshold=float(np.quantile(volume[volume > 0], threshold_quantile)),
+                           display_mode="ortho", cmap="hot", colorbar=True, draw_cross=False)
+    return fig
+
+
+def sex_trajectories(curves: pd.DataFrame, predictions: pd.DataFrame, ylabel: str = "brain-age gap (years)"):
+    """LOWESS trajectories per sex (from :func:`amage_core.stats.sex.lowess_trajectories`) over the
+    participants' points."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    gap = predictions["predicted_age_corrected"] - predictions["age"]
+    sns.scatterplot(x=predictions["age"], y=gap, hue=predictions["sex"], s=12, alpha=0.4, ax=ax,
+                    edgecolor="none", hue_order=["F", "M"])
+    for i, (sex, c) in enumerate(curves.groupby("sex")):
+        ax.plot(c["age"], c["value"], color=f"C{i}", lw=2.2, label=f"{sex} (LOWESS)")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xlabel="chronological age (years)", ylabel=ylabel)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

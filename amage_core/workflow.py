@@ -12,12 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from amage_core import io
 from amage_core.config import CohortConfig, Profile, load_profile, replace, to_dict
 
 
-# Graph settings a variant needs to be what it claims: the released code keeps every positive edge.
-VARIANT_GRAPH: dict[str, dict[str, Any]] = {"released-code": {"sparsify": "positive"}}
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# source options (CohortConfig.options) that name files or folders, resolved like ``root``
+PATH_OPTIONS = ("freesurfer", "table", "demographics", "clinical_dir")
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A data path from a profile: ``~`` expanded; a relative path is taken from the repository
+    root (so ``../shared/data/abide`` means the same folder whatever the current folder is)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else REPO_ROOT / p
 
 
 def _profile(profile: str | Profile) -> Profile:
@@ -49,23 +59,41 @@ def synthetic_source(profile: str | Profile, name: str, progress: bool = True) -
     return generate_cohort(cfg, out, n_jobs=prof.prep.n_jobs, progress=progress, overwrite=True)
 
 
-def prepared(profile: str | Profile, name: str, progress: bool = True):
-    """The prepared cohort of ``name`` (generated and prepared on first use)."""
+def prepared(profile: str | Profile, name: str, progress: bool = True, where: dict[str, Any] | None = None):
+    """The prepared cohort of ``name`` (generated and prepared on first use).
+
+    ``where`` keeps the participants whose columns equal the given values (e.g. ``{"sex": "M"}``).
+
+    The preparation settings are the profile's ``prep`` section with the cohort's own ``prep``
+    overrides (:meth:`CohortConfig.prep_config`); relative ``root``, ``derivatives`` and path options
+    (:data:`PATH_OPTIONS`) are taken from the repository root (:func:`resolve_path`)."""
+    from amage_core.data.cohort import subset
     from amage_core.data.prepare import prepare_cohort
 
+    if where:
+        whole = prepared(profile, name, progress)
+        keep = np.ones(whole.n, dtype=bool)
+        for column, value in where.items():
+            if column not in whole.participants:
+                raise ValueError(f"cohort {name!r} has no column {column!r} to select on")
+            keep &= (whole.participants[column] == value).to_numpy()
+        return subset(whole, np.flatnonzero(keep), ",".join(f"{k}={v}" for k, v in sorted(where.items())))
     prof = _profile(profile)
     cc = cohort_config(prof, name)
+    prep = cc.prep_config(prof.prep)
     if cc.source == "synthetic":
         root, derivatives, source = synthetic_source(prof, name, progress), None, "bids"
         options = {"cohort": f"synthetic {cc.synth.preset}"}
     else:
-        root = Path(cc.root).expanduser()
-        derivatives = Path(cc.derivatives).expanduser() if cc.derivatives else None
-        source, options = cc.source, dict(cc.options)
+        root = resolve_path(cc.root)
+        derivatives = resolve_path(cc.derivatives) if cc.derivatives else None
+        source = cc.source
+        options = {k: str(resolve_path(v)) if k in PATH_OPTIONS and isinstance(v, str) else v
+                   for k, v in cc.options.items()}
     key = {"source": source, "root": str(root), "derivatives": str(derivatives), "options": options,
-           "prep": to_dict(prof.prep)}
+           "prep": to_dict(prep)}
     out = workdir(prof) / "prepared" / f"{name}-{io.stable_hash(key)}"
-    return prepare_cohort(source, root, out, prof.prep, derivatives=derivatives, progress=progress, **options)
+    return prepare_cohort(source, root, out, prep, derivatives=derivatives, progress=progress, **options)
 
 
 def run(
@@ -76,6 +104,8 @@ def run(
     train: dict[str, Any] | None = None,
     model_overrides: dict[str, Any] | None = None,
     graph: dict[str, Any] | None = None,
+    where: dict[str, Any] | None = None,
+    test_where: dict[str, Any] | None = None,
     progress: bool = True,
 ):
     """Cross-validate ``model`` (a variant of ``amage_core.models.VARIANTS`` or a baseline of
@@ -84,23 +114,40 @@ def run(
 
     ``train``, ``model_overrides`` and ``graph`` change sections of the profile for this run only
     (e.g. ``train={"protocol": "released-code"}``, ``graph={"sparsify": "positive"}``); a variant
-    listed in :data:`VARIANT_GRAPH` gets its graph settings unless ``graph`` is given.
-    Returns the run's :class:`RunResult`."""
+    listed in the profile's ``variant_graph`` gets those graph settings unless ``graph`` is given.
+    ``where`` / ``test_where`` restrict the training / test cohort's participants (see :func:`prepared`),
+    e.g. a model trained on males only and tested on females. Returns the run's :class:`RunResult`."""
     from amage_core.baselines import BASELINES, run_baseline
     from amage_core.train.cv import cross_validate
 
     prof = _profile(profile)
     train_cfg = replace(prof.train, **(train or {}))
-    graph_cfg = replace(prof.graph, **(graph if graph is not None else VARIANT_GRAPH.get(model, {})))
+    graph_cfg = replace(prof.graph, **(graph if graph is not None else prof.variant_graph.get(model, {})))
     model_cfg = None if model in BASELINES else replace(prof.model, variant=model, **(model_overrides or {}))
-    data = prepared(prof, cohort, progress)
-    test = prepared(prof, test_cohort, progress) if test_cohort else None
+    data = prepared(prof, cohort, progress, where)
+    test = prepared(prof, test_cohort, progress, test_where) if test_cohort else None
     key = {"cohort": data.manifest.get("config_hash"), "test": test.manifest.get("config_hash") if test else None,
            "model": model, "model_cfg": to_dict(model_cfg), "train": to_dict(train_cfg),
            "graph": to_dict(graph_cfg)}
     tag = f"{cohort}-to-{test_cohort}" if test_cohort else cohort
+    tag += "".join(f"-{k}{v}" for k, v in sorted((where or {}).items()))
     out = workdir(prof) / "runs" / f"{tag}-{model}-{io.stable_hash(key)}"
     if model_cfg is None:
         return run_baseline(model, data, train_cfg, out, test_cohort=test, progress=progress)
     return cross_validate(data, model_cfg, train_cfg, graph_cfg, out, test_cohort=test,
                           resume=True, progress=progress)
+
+
+def attributions(profile: str | Profile, cohort: str, model: str = "amagenet", steps: int = 16):
+    """Out-of-sample attributions of ``model``'s cross-validation run on ``cohort`` (computed once,
+    stored in the run directory); see :mod:`amage_core.interpret.attributions`."""
+    from amage_core.data.atlas import load_atlas
+    from amage_core.data.smri import target_grid
+    from amage_core.interpret.attributions import compute
+
+    prof = _profile(profile)
+    data = prepared(prof, cohort, progress=False)
+    result = run(prof, cohort, model, progress=False)
+    grid = target_grid(tuple(prof.prep.t1_shape), prof.prep.t1_crop_margin) if data.t1 is not None else None
+    radius = load_atlas(prof.prep.atlas).radius_mm
+    return compute(result, data, prof.graph, grid, radius, steps=steps)

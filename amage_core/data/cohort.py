@@ -257,3 +257,56 @@ def load_cohort(path: str | Path, verify: bool = False) -> PreparedCohort:
                if arrays["tables"] is not None else [])
     return PreparedCohort(root, participants, regions, arrays["connectivity"], arrays["t1"],
                           arrays["tables"], columns, manifest, qc)
+
+
+class RowView:
+    """Read-only view of some rows of an array: ``view[i]`` is ``array[rows[i]]``; nothing is copied
+    until rows are read, so memory-mapped arrays stay on disk."""
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray):
+        self.array, self.rows = array, np.asarray(rows, dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.array.shape[1:])
+
+    @property
+    def dtype(self):
+        return self.array.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.array.ndim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, tuple):
+            return self.array[(self.rows[index[0]], *index[1:])]
+        return self.array[self.rows[index]]
+
+    def __iter__(self):
+        return (self.array[r] for r in self.rows)
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.asarray(self.array[self.rows])
+        return out.astype(dtype) if dtype is not None else out
+
+
+def subset(cohort: PreparedCohort, rows: np.ndarray, label: str) -> PreparedCohort:
+    """The participants ``rows`` of ``cohort`` as a cohort of their own (arrays are row views).
+
+    ``label`` (e.g. ``"sex=M"``) enters the manifest's ``config_hash``, so runs on a subset are never
+    mistaken for runs on the whole cohort."""
+    from amage_core.io import stable_hash
+
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        raise ValueError(f"{cohort.root}: the subset {label!r} has no participant")
+    views = {a: None if getattr(cohort, a) is None else RowView(getattr(cohort, a), rows) for a in ARRAYS}
+    manifest = {**cohort.manifest, "subset": label, "n_participants": int(rows.size),
+                "config_hash": stable_hash([cohort.manifest.get("config_hash"), label])}
+    return PreparedCohort(cohort.root, cohort.participants.iloc[rows].reset_index(drop=True),
+                          cohort.regions, views["connectivity"], views["t1"], views["tables"],
+                          cohort.table_columns, manifest, cohort.qc)
