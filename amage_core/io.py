@@ -7,12 +7,13 @@ file that a later run could read. Checksums let manifests detect damaged arrays 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Ite
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Delete the temporaries that killed writes of ``names`` left in ``folder`` (a SIGKILL leaves
+    :func:`atomic_write`'s temporary behind). Call it only where no other process is writing
+    these files at the same moment (a resumed step, before it writes them again)."""
+    removed = []
+    for name in names:
+        for tmp in Path(folder).glob(f".{glob.escape(name)}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -36,7 +36,8 @@ from amage_core.data.cohort import (COHORT_FILES, PARTICIPANT_COLUMNS, PreparedC
 from amage_core.data.qc import (MISSING_MODALITY, UNREADABLE_TABLE, QCError, check_age,
                                 format_summary, summarise)
 from amage_core.data.sources.base import MODALITIES, ParticipantRecord
-from amage_core.io import load_npy, read_json, stable_hash, write_json, write_npy, write_tsv
+from amage_core.io import (load_npy, read_json, remove_stale_temporaries, stable_hash, write_json,
+                           write_npy, write_tsv)
 
 PARTS = "parts"
 STATE = "state.json"
@@ -196,6 +197,7 @@ def prepare_cohort(source: str, root: str | Path, out: str | Path, cfg: PrepConf
         if progress:
             print(f"{out}: up to date ({done.n} participants)", file=sys.stderr)
         return done
+    remove_stale_temporaries(out, COHORT_FILES)      # left by a run killed while assembling
     parts = out / PARTS
     write_json(parts / STATE, {"config_hash": config_hash, "prep_key": key})
 
