@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from amage_core.config import TrainConfig, to_dict
-from amage_core.io import atomic_write, stable_hash
+from amage_core.io import atomic_write, remove_stale_temporaries, stable_hash
 from amage_core.train import distributed
 
 CHECKPOINT = "checkpoint.pt"
@@ -110,6 +110,8 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
     ckpt_path = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     state = _TrainingState()
     torch.manual_seed(cfg.seed)
+    if ckpt_path is not None and ctx.is_main:      # left by a fit killed while writing them
+        remove_stale_temporaries(ckpt_path.parent, (CHECKPOINT, HISTORY))
     if resume and ckpt_path is not None and ckpt_path.is_file():
         state = _load_checkpoint(ckpt_path, fingerprint, model, optimizer, scheduler, device)
         if state.finished:
