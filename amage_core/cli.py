@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("amage_core.synth.cli", "generate a synthetic lifespan cohort (BIDS + fMRIPrep/XCP-D) with ground truth"),
     "prep": ("amage_core.data.prep_cli", "prepare a cohort (camcan, oasis3, bids, abide) for training"),
     "train": ("amage_core.train.command", "cross-validate a model variant or a baseline on a prepared cohort"),
+    "bench": ("amage_core.bench.command", "benchmark accuracy (vs oracle and baselines), speed and memory"),
 }
 
 
@@ -42,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; re-run the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        # Expected failures (bad input, missing files, failed chapters) end with one clear line.
+    except (ValueError, OSError, RuntimeError) as exc:
+        # Expected failures (bad input, missing or unwritable files, a full disk, failed chapters)
+        # end with one clear line.
         print(f"amage {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

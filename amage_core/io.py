@@ -27,11 +27,15 @@ os.umask(_UMASK)
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success, move it into place atomically.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was. An ``OSError``
+    of the write itself (full disk, permission) is re-raised naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
@@ -39,10 +43,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Ite
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            raise _naming(exc, path) from exc          # e.g. ENOSPC from write/fsync: no file named
         raise
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """The same error (same errno, so the same subclass) naming the file being written."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path)) if exc.errno is not None else exc
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
