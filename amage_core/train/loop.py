@@ -191,8 +191,30 @@ def save_checkpoint(path: Path, checkpoint: dict) -> None:
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """Read a checkpoint written by :func:`fit` (tensors and plain Python values only)."""
-    return torch.load(path, map_location=device, weights_only=True)
+    """Read a checkpoint written by :func:`fit` (tensors and plain Python values only).
+
+    The zip's CRC-32 of every record is checked first (``torch.load`` does not check them, so a
+    changed byte would load as a silently different weight); a damaged file, or one holding
+    anything but tensors and plain values, is a ``ValueError`` naming it.
+    """
+    import pickle
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path}: damaged checkpoint, not a readable torch zip file ({exc}); "
+                         "delete it to restart this fold") from exc
+    if bad is not None:
+        raise ValueError(f"{path}: damaged checkpoint (checksum mismatch in {bad}); delete it to "
+                         "restart this fold")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path}: refused, not a weights-only checkpoint (it holds objects that "
+                         f"would need pickle: {str(exc).splitlines()[0]})") from exc
 
 
 # ----------------------------------------------------------------------------------------------
