@@ -124,11 +124,18 @@ def run_chapters(
                 execution_timeout=profile.book.timeout_per_cell,
             )
         except PapermillExecutionError as exc:
+            line = next((ln.strip() for ln in (exc.source or "").splitlines() if ln.strip()), "")
             raise ChapterError(
-                f"chapter {nb.stem} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
-                f"the executed notebook with the traceback is {target}; chapters before it are kept, "
-                f"re-run to resume from this chapter"
+                f"chapter {nb.stem} failed in cell {exc.exec_count} (`{line[:80]}`: {exc.ename}: "
+                f"{exc.evalue}); the executed notebook with the traceback is {target}; chapters before "
+                f"it are kept, re-run to resume from this chapter"
             ) from None
+        except Exception as exc:       # the kernel died, a cell timed out (nbclient), ...
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            raise ChapterError(
+                f"chapter {nb.stem} failed ({type(exc).__name__}: {reason}); the notebook as far as "
+                f"it ran is {target}; chapters before it are kept, re-run to resume from this chapter"
+            ) from exc
         seconds = time.perf_counter() - t0
         _hide_parameter_cells(target)
         stamps[nb.stem] = stamp
