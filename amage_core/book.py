@@ -93,6 +93,7 @@ def run_chapters(
     chapters_dir: Path = CHAPTERS_DIR,
     book_dir: Path = BOOK_DIR,
     log=print,
+    log_cells: bool = False,
 ) -> list[ChapterResult]:
     """Execute the selected chapters in order with papermill into ``book_dir/chapters``."""
     import papermill as pm
@@ -120,7 +121,7 @@ def run_chapters(
         try:
             pm.execute_notebook(
                 str(nb), str(target), parameters=params, cwd=str(REPO), progress_bar=True,
-                log_output=False, request_save_on_cell_execute=True,
+                log_output=log_cells, request_save_on_cell_execute=True,
                 execution_timeout=profile.book.timeout_per_cell,
             )
         except PapermillExecutionError as exc:
@@ -193,6 +194,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chapters", nargs="+", metavar="NN",
                         help="only these chapters (prefixes such as 05 or 05_fusion), in order")
     parser.add_argument("--force", action="store_true", help="execute even unchanged chapters")
+    parser.add_argument("--verbose", action="store_true",
+                        help="stream each cell's output (training progress bars) to the terminal")
     parser.add_argument("--no-html", action="store_true", help="execute chapters but do not render")
     parser.add_argument("--book-dir", type=Path, default=BOOK_DIR,
                         help="book source folder (default: book/); executed chapters go to BOOK_DIR/chapters")
@@ -200,7 +203,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    results = run_chapters(args.profile, args.chapters, force=args.force, book_dir=args.book_dir)
+    results = run_chapters(args.profile, args.chapters, force=args.force, book_dir=args.book_dir,
+                           log_cells=args.verbose)
     for r in results:
         print(f"  {r.name:<32} {'reused' if r.reused else f'{r.seconds:7.1f} s'}")
     if not args.no_html:

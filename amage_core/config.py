@@ -226,7 +226,10 @@ class TrainConfig:
     deterministic: bool = True
     # issue 6 (training engine): stratification and bias correction
     age_bins: int = 10               # quantile age bins stratifying outer folds and inner split
-    bias_method: Literal["cole", "beheshti"] = "cole"   # evaluate.bias: de Lange & Cole / offset form
+    # evaluate.bias: "beheshti" (offset form, stable; uses the test person's age when applied, so
+    # corrected metrics are optimistic: uncorrected ones are always reported beside them) or "cole"
+    # (no age needed, but blows up when a weak model's slope is near zero)
+    bias_method: Literal["cole", "beheshti"] = "beheshti"
     # predictions the bias correction is fit on: the inner validation split's or the training
     # fold's (the released-code protocol has no inner validation: always the training fold's)
     bias_fit: Literal["validation", "training"] = "validation"
