@@ -5,7 +5,8 @@ starts with a fixed category (the text before the first ``:``), so reasons can b
 
     missing modality | unreadable NIfTI | wrong dimensionality | too few volumes |
     excessive motion | empty regions | missing age | implausible age | duplicate participant ID |
-    unreadable table | not cognitively normal | empty image | singular connectivity
+    unreadable table | not cognitively normal | empty image | singular connectivity |
+    mismatched grid
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ UNREADABLE_TABLE = "unreadable table"
 NOT_NORMAL = "not cognitively normal"
 EMPTY_IMAGE = "empty image"
 SINGULAR = "singular connectivity"
+MISMATCHED_GRID = "mismatched grid"
 
 
 class QCError(ValueError):

@@ -23,7 +23,8 @@ import numpy as np
 
 from amage_core.config import PrepConfig
 from amage_core.data.fmri import READ_ERRORS
-from amage_core.data.qc import EMPTY_IMAGE, MISSING_MODALITY, UNREADABLE_NIFTI, WRONG_DIM, QCError
+from amage_core.data.qc import (EMPTY_IMAGE, MISMATCHED_GRID, MISSING_MODALITY, UNREADABLE_NIFTI,
+                                WRONG_DIM, QCError)
 
 REGISTER_UNAVAILABLE = (
     "t1_source='register' (affine registration of raw T1 to MNI152) is not available: antspyx "
@@ -53,7 +54,11 @@ def target_grid(shape: tuple[int, int, int], margin: int) -> np.ndarray:
 
 
 def _load(path, participant: str):
-    """A 3D image (a 4D image with one volume is accepted) with its data read (detects truncation)."""
+    """A 3D image (a 4D image with one volume is accepted) with its data read (detects truncation).
+
+    A singular or non-finite affine, or any NaN/inf voxel, is a QCError (resampling would
+    otherwise fail deep in nibabel, or silently fill the bad voxels with zeros).
+    """
     import nibabel as nib
 
     try:
@@ -61,11 +66,18 @@ def _load(path, participant: str):
         data = np.asanyarray(img.dataobj, dtype=np.float32)
     except (nib.filebasedimages.ImageFileError, *READ_ERRORS) as exc:
         raise QCError(participant, path, f"{UNREADABLE_NIFTI}: {type(exc).__name__}: {exc}") from exc
+    affine = img.affine
+    if affine is None or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
+        matrix = None if affine is None else np.round(affine, 3).tolist()
+        raise QCError(participant, path, f"{UNREADABLE_NIFTI}: singular or non-finite affine {matrix}")
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
         raise QCError(participant, path, f"{WRONG_DIM}: T1 has shape {data.shape}, expected 3D")
-    return nib.Nifti1Image(data, img.affine)
+    bad = int(np.count_nonzero(~np.isfinite(data)))
+    if bad:
+        raise QCError(participant, path, f"{UNREADABLE_NIFTI}: {bad} non-finite (NaN/inf) voxel(s)")
+    return nib.Nifti1Image(data, affine)
 
 
 def normalise(t1: np.ndarray, mask: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
@@ -86,6 +98,11 @@ def mni_t1(t1_path, mask_path, cfg: PrepConfig, participant: str) -> np.ndarray:
 
     img = _load(t1_path, participant)
     mask_img = _load(mask_path, participant) if mask_path is not None else load_mni152_brain_mask(resolution=2)
+    if mask_path is not None and (mask_img.shape != img.shape
+                                  or not np.allclose(mask_img.affine, img.affine, atol=1e-2)):
+        raise QCError(participant, mask_path, f"{MISMATCHED_GRID}: the brain mask's grid (shape "
+                                              f"{mask_img.shape}) is not the T1's ({img.shape}, {t1_path}): "
+                                              "the mask would not cover the brain")
     shape = tuple(cfg.t1_shape)
     affine = target_grid(shape, cfg.t1_crop_margin)
     kw = dict(target_affine=affine, target_shape=shape, force_resample=True, copy_header=True)
