@@ -60,12 +60,19 @@ def align_to_atlas(df: pd.DataFrame, atlas: Atlas, path: Path, participant: str)
     """(T, R) columns in the atlas's region order.
 
     By name when every atlas region is a column (extra columns ignored); by position when the
-    names differ but the count equals R; otherwise QCError.
+    names differ but the count equals R, unless some atlas names are columns at other positions
+    (the order is then ambiguous); otherwise QCError.
     """
     names = list(atlas.regions["name"])
     if set(names) <= set(df.columns):
         return df[names].to_numpy(dtype=np.float64)
     if df.shape[1] == len(names):
+        columns = list(df.columns)
+        moved = [n for i, n in enumerate(names) if n in columns and columns.index(n) != i]
+        if moved:
+            raise QCError(participant, path, f"{MISSING_MODALITY}: time-series columns do not match "
+                                             f"atlas {atlas.name}: {sorted(set(names) - set(columns))[:3]} "
+                                             f"absent and {moved[:3]} at other positions (ambiguous order)")
         return df.to_numpy(dtype=np.float64)
     raise QCError(participant, path, f"{MISSING_MODALITY}: time series has {df.shape[1]} columns, "
                                      f"atlas {atlas.name} has {len(names)} regions")
