@@ -195,7 +195,10 @@ def participant_fmri(record, atlas: Atlas, cfg: PrepConfig) -> FmriResult:
         names = list(atlas.regions["name"][empty])
         raise QCError(pid, path, f"{EMPTY_REGIONS}: {int(empty.sum())} region(s) without signal "
                                  f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
-    mat = connectivity(ts[:, keep], cfg.fc_kind, cfg.fisher_z, cfg.fc_estimator)
+    try:
+        mat = connectivity(ts[:, keep], cfg.fc_kind, cfg.fisher_z, cfg.fc_estimator)
+    except ValueError as exc:              # e.g. values so large that the standardised series overflow
+        raise QCError(pid, path, f"{SINGULAR}: {cfg.fc_kind} could not be computed ({exc})") from exc
     if not np.isfinite(mat).all():
         raise QCError(pid, path, f"{SINGULAR}: {cfg.fc_kind} of {int(keep.sum())} regions from "
                                  f"{ts.shape[0]} volumes is not finite (try fc_estimator='ledoit-wolf')")
