@@ -101,7 +101,10 @@ def read_table(path: Path) -> pd.DataFrame:
     sep = "\t" if path.suffix.lower() in {".tsv", ".txt"} else ","
     try:
         return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=True)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as "
+                         "UTF-8, e.g. `iconv -f GBK -t UTF-8` for a GBK file") from exc
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ValueError(f"{path}: cannot read the table ({exc})") from exc
 
 
