@@ -108,6 +108,23 @@ def read_table(path: Path) -> pd.DataFrame:
         raise ValueError(f"{path}: cannot read the table ({exc})") from exc
 
 
+def check_sex_codes(values, path: Path) -> None:
+    """Refuse numeric sex codes other than 1 (male) and 2 (female): a file holding others (0/1,
+    1/0, ...) follows a convention that cannot be known, and reading its 1 as male could be wrong."""
+    odd = set()
+    for value in values:
+        text = str(value).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            continue
+        if not math.isnan(number) and number not in (1.0, 2.0):
+            odd.add(text)
+    if odd:
+        raise ValueError(f"{path}: sex column holds numeric code(s) {sorted(odd)}; only 1 = male and "
+                         "2 = female are read as numbers (this file's coding cannot be known): write M/F")
+
+
 def require_columns(df: pd.DataFrame, columns: list[str], path: Path) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:

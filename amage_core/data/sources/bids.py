@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from amage_core.config import PrepConfig
-from amage_core.data.sources.base import (ParticipantRecord, SourceScan, mark_duplicates,
-                                          normalise_sex, read_table, require_columns, to_age,
-                                          with_prefix)
+from amage_core.data.sources.base import (ParticipantRecord, SourceScan, check_sex_codes,
+                                          mark_duplicates, normalise_sex, read_table, require_columns,
+                                          to_age, with_prefix)
 from amage_core.data.sources.derivatives import (attach_derivatives, locate_derivatives,
                                                  raw_files)
 
@@ -40,6 +40,7 @@ def scan(root: Path, derivatives: Path | None, cfg: PrepConfig, cohort: str | No
         raise FileNotFoundError(f"{root}: no participants.tsv (is this a BIDS dataset root?)")
     df = read_table(tsv)
     require_columns(df, ["participant_id", "age", "sex"], tsv)
+    check_sex_codes(df["sex"].dropna(), tsv)
     dirs = locate_derivatives(derivatives, root)
     cohort = cohort or root.name
     feats = load_feature_table(table, table_id_column, id_map=with_prefix) if table else None
