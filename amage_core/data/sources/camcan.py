@@ -113,7 +113,8 @@ def scan(root: Path, derivatives: Path | None, cfg: PrepConfig,
     records = []
     for _, row in demo.iterrows():
         sub = row["participant_id"]
-        r = ParticipantRecord(sub, row["age"], row["sex"], "camcan", demographics=demo_path)
+        sex = row["sex"] if isinstance(row["sex"], str) else None    # (pandas turns None into NaN)
+        r = ParticipantRecord(sub, row["age"], sex, "camcan", demographics=demo_path)
         attach_derivatives(r, dirs, cfg.atlas)
         t1 = sorted((anat / sub / "anat").glob(f"{sub}*_T1w.nii*"))
         r.t1_raw = t1[0] if t1 else None
