@@ -180,6 +180,9 @@ def prepare_cohort(source: str, root: str | Path, out: str | Path, cfg: PrepConf
                          "so it is not a per-participant measure; use 'correlation', 'partial "
                          "correlation' or 'covariance'")
     scan = scan_source(source, root, derivatives, cfg, **source_options)
+    if not scan.records:
+        raise ValueError(f"{root}: source {source} lists no participants (is its demographics table "
+                         "empty?); nothing to prepare")
     modalities = _modalities(scan.modalities, cfg, source)
     if "smri" in modalities and cfg.t1_source == "register":
         raise ValueError(REGISTER_UNAVAILABLE)
