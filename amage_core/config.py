@@ -277,7 +277,7 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)       # (YAML keys need not be strings)
     if unknown:
         raise ConfigError(
             f"{where or cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(names)}"
