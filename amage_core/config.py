@@ -385,6 +385,8 @@ def load_profile(name_or_path: str | Path, overrides: dict | None = None) -> Pro
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
     if overrides:
         data = _deep_merge(data, overrides)
     try:
