@@ -38,7 +38,11 @@ def _pairs(items: list[str], flag: str) -> dict[str, Any]:
         k, sep, v = item.partition("=")
         if not sep:
             raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
-        out[k.strip()] = yaml.safe_load(v)
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{flag} {item!r}: the value is not valid YAML "
+                             f"({getattr(exc, 'problem', None) or exc})") from exc
     return out
 
 
