@@ -37,7 +37,9 @@ def assign_folds(participants: pd.DataFrame, n_folds: int, seed: int, n_bins: in
     """
     subjects = _subjects(participants)
     n = len(subjects)
-    if n_folds < 2 or n < n_folds:
+    if n_folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds (got {n_folds})")
+    if n < n_folds:
         raise ValueError(f"{n_folds}-fold cross-validation needs at least {n_folds} subjects (have {n})")
     bins = age_bins(subjects["age"].to_numpy(), max(1, min(n_bins, n // n_folds)))
     folds = np.empty(n, dtype=np.int64)
