@@ -140,3 +140,18 @@ def sex_trajectories(curves: pd.DataFrame, predictions: pd.DataFrame, ylabel: st
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def group_gaps(tables: Mapping[str, pd.DataFrame], column: str = "gap_corrected", group: str = "dx",
+               order: tuple[str, ...] = ("control", "autism")) -> plt.Figure:
+    """Brain-age gap distributions per group (e.g. control vs autism), one box pair per model.
+
+    ``tables`` maps a model label to a table with ``column`` (the gap, years) and ``group``."""
+    df = pd.concat([t[[column, group]].assign(model=name) for name, t in tables.items()], ignore_index=True)
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(tables) + 2), 3.8))
+    sns.boxplot(data=df, x="model", y=column, hue=group, hue_order=list(order), ax=ax, fliersize=2)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xlabel="", ylabel=f"brain-age gap{' (bias-corrected)' if 'corrected' in column else ''} (years)")
+    ax.tick_params(axis="x", rotation=25)
+    fig.tight_layout()
+    return fig

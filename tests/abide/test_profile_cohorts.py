@@ -1,0 +1,59 @@
+"""The abide cohorts of the profiles: paths from the repository root, per-cohort prep overrides,
+and a clear "skipped" when the data is absent."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from amage_core import abide
+from amage_core import workflow as wf
+from amage_core.config import ConfigError, CohortConfig, PrepConfig, load_profile
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["demo", "paper"])
+def test_profiles_name_both_abide_cohorts(name):
+    prof = load_profile(name)
+    for cohort in ("abide", "abide-males"):
+        cc = prof.cohorts[cohort]
+        assert cc.source == "abide" and wf.resolve_path(cc.root) == REPO / "../shared/data/abide"
+        prep = cc.prep_config(prof.prep)
+        assert prep.atlas == "cc200" and prep.min_volumes == 70
+        assert prep.t1_shape == prof.prep.t1_shape          # everything else is the profile's
+    assert "freesurfer" in prof.cohorts["abide-males"].options
+    assert prof.cohorts["camcan"].prep_config(prof.prep) is prof.prep   # synthetic cohorts unchanged
+
+
+def test_resolve_path_is_relative_to_the_repository_not_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert wf.resolve_path("../shared/x") == REPO / "../shared/x"
+    assert wf.resolve_path("/abs/x") == Path("/abs/x")
+    assert wf.resolve_path("~/x") == Path.home() / "x"
+
+
+def test_prep_override_is_validated_and_named():
+    with pytest.raises(ConfigError, match=r"cohorts\.abide\.prep: unknown key\(s\) \['min_volume'\]"):
+        load_profile("demo", {"cohorts": {"abide": {"prep": {"min_volume": 3}}}})
+    with pytest.raises(ConfigError, match="min_volumes"):
+        CohortConfig(prep={"min_volumes": "many"}).prep_config(PrepConfig())
+
+
+def test_absent_data_is_skipped_with_a_reason(tmp_path):
+    missing = load_profile("demo", {"cohorts": {"abide": {"root": str(tmp_path / "nowhere")}}})
+    status = abide.availability(missing)
+    assert not status.ok and "skipped" in status.message and "nowhere" in status.message
+    empty = load_profile("demo", {"cohorts": {"abide": {"root": str(tmp_path)}}})
+    assert abide.availability(empty).ok and "download" in abide.availability(empty).message
+    assert not abide.availability(load_profile("demo"), "camcan").ok
+    out = tmp_path / "bench" / "abide.json"
+    result = abide.abide_benchmark(missing, out)
+    assert result["available"] is False and json.loads(out.read_text())["available"] is False
+
+
+def test_settings_come_from_the_chapter_parameters():
+    prof = load_profile("demo", {"book": {"chapter_parameters": {"11_abide": {"n_folds": 4, "deep_epochs": 3}}}})
+    assert abide.settings(prof) == {"n_folds": 4, "train": {"epochs": 3}}
+    assert abide.settings(load_profile("paper")) == {"n_folds": None, "train": {}}
