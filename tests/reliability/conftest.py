@@ -12,7 +12,7 @@ for folder in (HERE, HERE.parent / "data"):          # rel_helpers, prep_fixture
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from rel_helpers import PREP_SETTINGS, SYNTH, tiny_profile  # noqa: E402
+from rel_helpers import PREP_SETTINGS, SYNTH, tiny_profile, train_args  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +40,26 @@ def prepared_ref(synth_root, tmp_path_factory) -> Path:
     cfg = PrepConfig(**{**PREP_SETTINGS, "t1_shape": tuple(PREP_SETTINGS["t1_shape"])})
     prepare_cohort("bids", synth_root, out, cfg, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def train_ref(prepared_ref, profile_path, tmp_path_factory) -> tuple[Path, int]:
+    """An uninterrupted `amage train` run (in this process: the same code path as the command,
+    without another torch import) and its number of training batches."""
+    import torch.nn.functional as F
+
+    from amage_core.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    original, steps = F.mse_loss, []
+
+    def counted(*args, **kwargs):
+        steps.append(1)
+        return original(*args, **kwargs)
+
+    F.mse_loss = counted
+    try:
+        assert main(train_args(prepared_ref, out, profile_path)) == 0
+    finally:
+        F.mse_loss = original
+    return out, len(steps)

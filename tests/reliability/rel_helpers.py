@@ -19,6 +19,7 @@ FAULT_RUNNER = HERE / "fault_runner.py"
 # 20 participants, 8 mm T1, 40 volumes: a source that prepares in a few seconds
 SYNTH = SynthConfig(n_subjects=20, seed=3, voxel_size=8.0, n_bold_nifti=0, n_volumes=40)
 PREP_SETTINGS = {"atlas": "dosenbach160", "t1_shape": [12, 14, 12], "min_volumes": 30, "n_jobs": 1}
+STEP = "torch.nn.functional:mse_loss"          # called once per training batch (train/loop.py)
 COHORT_TABLES = ("participants.tsv", "qc.tsv", "regions.tsv", "qc_summary.tsv", "qc_summary.json")
 
 
@@ -39,6 +40,11 @@ def tiny_profile(path: Path, workdir: Path, epochs: int = 2, **sections) -> Path
         spec[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def train_args(data: Path, out: Path, profile: Path, model: str = "amagenet") -> list[str]:
+    return ["train", "--data", str(data), "--model", model, "--profile", str(profile), "--out", str(out),
+            "--quiet"]
 
 
 def env() -> dict[str, str]:

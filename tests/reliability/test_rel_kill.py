@@ -8,23 +8,16 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 
-from rel_helpers import amage, assert_same_cohort, popen_amage, temporaries
+from rel_helpers import STEP, amage, assert_same_cohort, popen_amage, temporaries, train_args
 
-STEP = "torch.nn.functional:mse_loss"          # called once per training batch (train/loop.py)
 PARTICIPANT = "amage_core.data.prepare:prepare_participant"
 
 
 def prep_args(root: Path, out: Path, profile: Path) -> list[str]:
     return ["prep", "--dataset", "bids", "--root", str(root), "--out", str(out), "--profile", str(profile),
             "--quiet"]
-
-
-def train_args(data: Path, out: Path, profile: Path) -> list[str]:
-    return ["train", "--data", str(data), "--model", "amagenet", "--profile", str(profile),
-            "--out", str(out), "--quiet"]
 
 
 def test_prep_killed_by_sigkill_resumes_to_the_same_cohort(tmp_path, synth_root, prepared_ref,
@@ -63,29 +56,6 @@ def test_prep_killed_by_sigkill_resumes_to_the_same_cohort(tmp_path, synth_root,
     assert_same_cohort(out, prepared_ref)
     assert not (out / "parts").exists()
     assert temporaries(out) == [], "the re-run left the interrupted write's temporary file behind"
-
-
-@pytest.fixture(scope="module")
-def train_ref(prepared_ref, profile_path, tmp_path_factory) -> tuple[Path, int]:
-    """An uninterrupted `amage train` run (in this process: the same code path as the command,
-    without another torch import) and its number of training batches."""
-    import torch.nn.functional as F
-
-    from amage_core.cli import main
-
-    out = tmp_path_factory.mktemp("runs") / "reference"
-    original, steps = F.mse_loss, []
-
-    def counted(*args, **kwargs):
-        steps.append(1)
-        return original(*args, **kwargs)
-
-    F.mse_loss = counted
-    try:
-        assert main(train_args(prepared_ref, out, profile_path)) == 0
-    finally:
-        F.mse_loss = original
-    return out, len(steps)
 
 
 def test_train_killed_mid_epoch_and_mid_checkpoint_resumes_to_the_same_predictions(
