@@ -1,0 +1,45 @@
+"""``amage bench``: parse the arguments, run the benchmark, write FILE.json and FILE.md."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+BOOK_PAGE = Path(__file__).resolve().parents[2] / "book" / "benchmarks" / "latest.md"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from amage_core.bench.suite import SECTIONS
+
+    parser.add_argument("--out", type=Path, required=True, help="results FILE.json (FILE.md is written beside it)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes (a couple of minutes): checks that everything runs, not a measurement")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the accuracy models train; cuda also times the paper profile on the GPU")
+    parser.add_argument("--profile", default="demo", help="profile the benchmark derives from (default: demo)")
+    parser.add_argument("--workdir", help="where cohorts and runs go (default: the profile's workdir)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
+                        help=f"run only these sections ({', '.join(SECTIONS)})")
+    parser.add_argument("--book-page", type=Path, default=None,
+                        help=f"also write the Markdown here (full runs default to {BOOK_PAGE}; 'none': nowhere)")
+    parser.add_argument("--keep-scratch", action="store_true", help="keep the scratch cohorts of the speed section")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from amage_core.bench.suite import run_benchmark, write
+
+    if args.out.suffix != ".json":
+        raise ValueError(f"--out must name a .json file, got {args.out}")
+    page = args.book_page if args.book_page is not None else (None if args.quick else BOOK_PAGE)
+    if page is not None and str(page) == "none":
+        page = None
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    results = run_benchmark(args.profile, args.out, quick=args.quick, device=args.device, workdir=args.workdir,
+                            only=args.only, keep_scratch=args.keep_scratch, progress=not args.no_progress, log=log)
+    md = write(results, args.out, page)
+    print(f"wrote {args.out} and {md}" + (f" (and {page})" if page else ""))
+    return 0

@@ -1,0 +1,122 @@
+"""The benchmark's results as Markdown (``FILE.md`` and the book's page): one table per section."""
+from __future__ import annotations
+
+from typing import Any
+
+from amage_core.bench.machine import describe
+
+LABELS = {"synth": "cohort generation", "prep_tsv": "preparation, XCP-D TSV path",
+          "prep_nifti": "preparation, NIfTI masker path", "input_pipeline": "T1 input pipeline (prepared cohort)",
+          "input_pipeline_vs_cache": "T1 input pipeline (prepared cohort)",
+          "train_step_demo": "training step, demo sizes (CPU)", "train_step_paper": "training step, paper sizes (CPU)"}
+
+
+def _num(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "**no**"
+    if isinstance(x, (int, float)):
+        return f"{x:,.{digits}f}"
+    return str(x)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _metric_rows(models: dict[str, dict]) -> list[list[Any]]:
+    return [[name, _num(m["mae"]), _num(m["rmse"]), _num(m["r2"]), _num(m["r"]), _num(m.get("mae_corrected")),
+             "reused" if m.get("reused") else f"{_num(m.get('seconds'), 0)} s"] for name, m in models.items()]
+
+
+def accuracy(a: dict[str, Any]) -> list[str]:
+    if not a.get("models"):
+        return [f"Not run: {a.get('skipped', 'no models')}.", ""]
+    st, t = a["setup"], a["setup"]["train"]
+    c = st["cohorts"]["camcan"]
+    m = st["model"]
+    out = [f"Synthetic {c['preset']} cohort, {c['n_subjects']} participants ({a['n_included']['camcan']} after QC), "
+           f"{c['voxel_size_mm']:g} mm T1 resampled to {'x'.join(map(str, st['t1_shape']))}, {st['atlas']} graphs; "
+           f"{t['folds']}-fold CV ({t['protocol']}), {t['epochs']} epochs (early stopping {t['early_stopping_patience']}), "
+           f"batch {t['batch_size']}, lr {t['lr']:g}, seed {t['seed']}. Model sizes: GAT {m['gat']['hidden']}x"
+           f"{m['gat']['heads']} heads, DenseNet init {m['densenet']['init_features']} growth "
+           f"{m['densenet']['growth_rate']} blocks {m['densenet']['block_config']}, fusion {m['fusion']['dim']}. "
+           "Uncorrected metrics unless named; all models on the same folds.", ""]
+    out += _table(["model", "MAE", "RMSE", "R²", "r", "MAE (bias-corrected)", "time"], _metric_rows(a["models"]))
+    o = a["oracle_mae_by_modality"]
+    out += [f"Oracle MAE (best any model can reach on this cohort): both {_num(o.get('both'))}, "
+            f"T1 {_num(o.get('smri'))}, fMRI {_num(o.get('fmri'))}.", ""]
+    v = a["verdict"]
+    out += [f"- AMAge-Net within 15% of the multimodal oracle MAE: {_num(v['within_15pct_of_oracle'])} "
+            f"({_num(v['ratio_to_oracle'])}x the oracle)",
+            f"- AMAge-Net better than every other model: {_num(v['better_than_every_baseline'])} "
+            f"(best other: {v['best_other_model']}, {_num(v['best_other_mae'])})", ""]
+    out += [f"> {n}" for n in v["notes"]] + ([""] if v["notes"] else [])
+    tr = a["transfer"]
+    out += [f"Transfer: trained on all camcan-like participants, tested on every oasis3-like one "
+            f"(n={a['n_included']['oasis3']}; oracle MAE both {_num(tr['oracle_mae'])}).", ""]
+    out += _table(["model", "MAE", "RMSE", "R²", "r", "MAE (bias-corrected)", "time"], _metric_rows(tr["models"]))
+    return out
+
+
+def speed(r: dict[str, Any]) -> list[str]:
+    thr, mem, sc = r.get("throughput") or {}, r.get("memory") or {}, r.get("scaling") or {}
+    if not thr:
+        return [f"Not run: {sc.get('skipped', '')}.", ""]
+    rows = [[LABELS.get(k, k), _num(e["value"], 1), e["unit"], e["baseline"], _num(e["baseline_value"], 1),
+             f"{_num(e['ratio'])}x"] for k, e in thr.items()]
+    out = ["### Throughput", ""] + _table(["measurement", "value", "unit", "against", "its value", "ratio"], rows)
+    notes = [f"- {LABELS.get(k, k)}: {e['note']}" for k, e in thr.items() if e.get("note")]
+    out += notes + ([""] if notes else [])
+    out += ["### Peak memory (resident, whole process tree)", ""]
+    out += _table(["measurement", "peak MB"], [[k.removesuffix("_peak_mb"), _num(v, 0)] for k, v in mem.items()])
+    out += ["### Scaling", ""]
+    rows = [[n, _num(g, 1), _num(p, 1), _num(m, 0), _num(e, 2)] for n, g, p, m, e in
+            zip(sc["participants"], sc["generation_seconds"], sc["prep_seconds"], sc["prep_peak_mb"], sc["epoch_seconds"])]
+    out += _table(["participants", "generation s", "preparation s", "preparation peak MB", "one epoch s"], rows)
+    out += [f"Preparation time 4x/1x: {_num(sc['prep_time_ratio_4x_over_1x'])} (linear: 4; at most linear: "
+            f"{_num(sc['prep_at_most_linear'])}); its peak memory 4x/1x: {_num(sc['prep_memory_ratio_4x_over_1x'])} "
+            f"(flat: {_num(sc['prep_memory_flat'])}); epoch time 4x/1x: {_num(sc['epoch_time_ratio_4x_over_1x'])}.", ""]
+    return out
+
+
+def gpu(g: dict[str, Any]) -> list[str]:
+    if not g.get("fp32"):
+        return [g.get("note") or g.get("skipped", "not run"), ""]
+    rows = [[k, _num(g[k].get("samples_per_s"), 1), _num(g[k].get("seconds_per_step"), 3),
+             _num(g[k].get("peak_gpu_mb"), 0), g[k].get("error", "")] for k in ("fp32", "bf16") if g.get(k)]
+    out = [f"{g['device']}: {g['step']['note']}.", ""]
+    out += _table(["precision", "samples/s", "s/step", "peak GPU MB", "error"], rows)
+    out += [f"bf16 autocast speed-up: {_num(g.get('bf16_speedup'))}x; paper epoch: {_num(g.get('paper_epoch_seconds'), 0)} s "
+            f"({g.get('paper_epoch_note', '')}); fits a 16 GB GPU: {_num(g.get('fits_16gb'))}.", ""]
+    return out
+
+
+def book(b: dict[str, Any]) -> list[str]:
+    if b.get("demo_seconds") is None:
+        return [b.get("note") or b.get("skipped", "not run"), ""]
+    out = [f"Demo book: {_num(b['demo_seconds'], 0)} s of chapter execution (aim {b['aim_seconds']} s: "
+           f"{_num(b['within_aim'])}; limit {b['limit_seconds']} s: {_num(b['within_limit'])}); {b['note']}.", ""]
+    return out + _table(["chapter", "seconds"], [[k, _num(v, 1)] for k, v in b["chapters"].items()])
+
+
+def render(r: dict[str, Any], title: bool = True) -> str:
+    """The whole report (see the module docstring); ``title=False`` leaves out the top heading (for a
+    page that has its own)."""
+    git = r.get("git", {})
+    commit = (git.get("commit") or "unknown")[:10] + (" (uncommitted changes)" if git.get("dirty") else "")
+    out = [f"# Benchmark ({r['mode']})", ""] if title else [f"Run mode: {r['mode']}.", ""]
+    out += [f"Machine: {describe(r['machine'])}. Commit {commit}; {r['created']}; device {r['device']}; "
+           f"{_num(r.get('elapsed_seconds'), 0)} s in all.", "", "## Accuracy", ""]
+    out += accuracy(r["accuracy"])
+    out += ["## Speed and memory", ""] + speed(r)
+    out += ["## GPU", ""] + gpu(r.get("gpu", {}))
+    out += ["## Book", ""] + book(r.get("book", {}))
+    ab = r.get("abide", {})
+    out += ["## ABIDE", "", ab.get("skipped") or "```\n" + "\n".join(f"{k}: {v}" for k, v in ab.items()) + "\n```", ""]
+    if r.get("notes"):
+        out += ["## Notes", ""] + [f"- {n}" for n in r["notes"]] + [""]
+    return "\n".join(out)

@@ -1,0 +1,101 @@
+"""One benchmark run: every section, then ``FILE.json`` and ``FILE.md`` (and the book's page).
+
+Sections (``only`` selects some): ``accuracy`` (:mod:`~amage_core.bench.accuracy`), ``speed``
+(throughput, memory, scaling: :mod:`~amage_core.bench.speed`), ``gpu`` (``--device cuda``), ``book``
+(the demo book's chapter timings) and ``abide`` (``amage_core.abide.abide_benchmark`` when another
+module provides it). A section not run is recorded as skipped, with the reason.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from amage_core import io
+from amage_core.bench import machine as mach
+from amage_core.bench.settings import accuracy_profile, settings
+from amage_core.config import Profile, load_profile, to_dict
+
+SECTIONS = ("accuracy", "speed", "gpu", "book", "abide")
+FORMAT_VERSION = 1
+
+
+def abide(profile: Profile, out_dir: Path, quick: bool) -> dict[str, Any]:
+    """ABIDE figures from ``amage_core.abide.abide_benchmark(profile, out)`` when it exists."""
+    from amage_core import abide as abide_module
+
+    fn = getattr(abide_module, "abide_benchmark", None)
+    if fn is None:
+        return {"skipped": "amage_core.abide provides no abide_benchmark(profile, out) yet"}
+    if quick:
+        return {"skipped": "not run with --quick"}
+    figures = fn(profile, out_dir)
+    return figures if isinstance(figures, dict) else {"result": str(figures), "out": str(out_dir)}
+
+
+def run_benchmark(profile_ref: str, out: Path, quick: bool = False, device: str = "cpu",
+                  workdir: str | None = None, only: list[str] | None = None, keep_scratch: bool = False,
+                  progress: bool = True, log=print) -> dict[str, Any]:
+    """Run the selected sections and return the results (see the module docstring)."""
+    from amage_core.bench.accuracy import accuracy
+    from amage_core.bench.speed import gpu, speed
+
+    s = settings(quick)
+    chosen = set(only or SECTIONS)
+    unknown = chosen - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown section(s) {sorted(unknown)}; choose among {list(SECTIONS)}")
+    base = load_profile(profile_ref)
+    profile = accuracy_profile(base, s, workdir)
+    root = Path(profile.workdir).expanduser().resolve()
+    scratch = root / "bench-scratch" / s.mode
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {
+        "format_version": FORMAT_VERSION, "mode": s.mode, "device": device,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": mach.machine(), "versions": mach.versions(), "git": mach.git_state(),
+        "seeds": {"train": profile.train.seed, "camcan": profile.cohorts["camcan"].synth.seed,
+                  "oasis3": profile.cohorts["oasis3"].synth.seed, "bench": s.seed},
+        "settings": {"profile": profile_ref, "workdir": str(root), "bench": to_dict(s)},
+        "notes": [],
+    }
+    results["git_commit"] = results["git"]["commit"]
+    skipped = {name: {"skipped": "not selected (--only)"} for name in SECTIONS if name not in chosen}
+    try:
+        if "speed" in chosen:
+            shutil.rmtree(scratch, ignore_errors=True)
+            sp = speed(profile, s, scratch, log)
+            results.update(throughput=sp["throughput"], memory=sp["memory"], scaling=sp["scaling"],
+                           speed_details=sp["details"])
+            results["notes"] += sp["notes"]
+        else:
+            results.update(throughput={}, memory={}, scaling=skipped["speed"])
+        results["gpu"] = gpu(s, device) if "gpu" in chosen else skipped["gpu"]
+        if "accuracy" in chosen:
+            results["accuracy"] = accuracy(profile, s, device, progress, log)
+        else:
+            results["accuracy"] = {"models": {}, "oracle_mae": None, **skipped["accuracy"]}
+        results["book"] = mach.book_timings() if "book" in chosen else {"demo_seconds": None, **skipped["book"]}
+        results["abide"] = abide(profile, out.parent / f"{out.stem}_abide", quick) if "abide" in chosen else skipped["abide"]
+    finally:
+        if not keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    results["elapsed_seconds"] = round(time.perf_counter() - t0, 1)
+    results["machine"]["load_average_end"] = mach.load_average()
+    return results
+
+
+def write(results: dict[str, Any], out: Path, book_page: Path | None = None) -> Path:
+    """``out`` (JSON) and the Markdown beside it (same name, ``.md``); optionally the book's page."""
+    from amage_core.bench.markdown import render
+
+    out = Path(out)
+    io.write_json(out, results)
+    text = render(results)
+    md = out.with_suffix(".md")
+    io.write_text(md, text)
+    if book_page is not None:
+        io.write_text(book_page, render(results, title=False))
+    return md

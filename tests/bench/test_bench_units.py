@@ -1,0 +1,168 @@
+"""amage bench, piece by piece: the accuracy profile, the verdict, throughput entries, the report,
+the book timings and the command line. Nothing here is timed."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from amage_core.bench import machine, markdown
+from amage_core.bench.accuracy import verdict
+from amage_core.bench.settings import FULL, QUICK, accuracy_profile
+from amage_core.bench.speed import entry, step_model
+from amage_core.config import ConfigError, load_profile, replace
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_accuracy_profile_resizes_only_the_two_cohorts():
+    demo = load_profile("demo")
+    prof = accuracy_profile(demo, FULL)
+    assert prof.cohorts["camcan"].synth.n_subjects == 652
+    assert prof.cohorts["oasis3"].synth.n_subjects == FULL.n_oasis3
+    # everything else is the demo's: grid, model sizes, schedule, seeds, other cohorts
+    assert prof.prep.t1_shape == demo.prep.t1_shape and prof.model == demo.model and prof.train == demo.train
+    assert prof.cohorts["camcan"].synth.seed == demo.cohorts["camcan"].synth.seed
+    assert set(prof.cohorts) == set(demo.cohorts)
+    assert prof.name != demo.name
+
+
+def test_quick_profile_is_tiny_and_moves_the_workdir(tmp_path):
+    prof = accuracy_profile(load_profile("demo"), QUICK, str(tmp_path))
+    assert prof.workdir == str(tmp_path)
+    assert prof.cohorts["camcan"].synth.n_subjects == QUICK.n_camcan < 100
+    assert prof.train.epochs <= 2 and prof.train.folds == 2
+
+
+def test_accuracy_profile_refuses_real_data():
+    demo = load_profile("demo")
+    real = replace(demo, cohorts={"camcan": {"source": "camcan", "root": "/nowhere"}})
+    with pytest.raises(ValueError, match="real data"):
+        accuracy_profile(real, QUICK)
+
+
+def _models(**maes):
+    return {k: {"mae": v} for k, v in maes.items()}
+
+
+def test_verdict_met():
+    v = verdict(_models(amagenet=3.3, smri=4.0, fmri=5.0, stacking=3.5), {"both": 3.0, "smri": 3.1, "fmri": 4.1})
+    assert v["within_15pct_of_oracle"] and v["better_than_every_baseline"]
+    assert v["ratio_to_oracle"] == pytest.approx(1.1) and v["best_other_model"] == "stacking"
+    assert v["notes"] == []
+
+
+def test_verdict_missed_says_why():
+    v = verdict(_models(amagenet=7.0, smri=8.0, fmri=9.0, ridge_fc=6.5), {"both": 3.0, "smri": 3.1, "fmri": 4.1})
+    assert not v["within_15pct_of_oracle"] and not v["better_than_every_baseline"]
+    text = " ".join(v["notes"])
+    assert "2.33x" in text and "ridge_fc" in text and "sMRI branch" in text and "fMRI branch" in text
+
+
+def test_entry_ratio():
+    e = entry(30.0, "samples/s", "plain", 3.0, n=4)
+    assert e == {"value": 30.0, "unit": "samples/s", "baseline": "plain", "baseline_value": 3.0, "ratio": 10.0, "n": 4}
+    assert entry(1.0, "x/s", "none", 0.0)["ratio"] is None
+
+
+def test_step_models_come_from_their_profiles():
+    demo_step, paper_step = FULL.steps
+    demo = load_profile("demo").model
+    assert step_model(demo_step)["densenet"]["init_features"] == demo.densenet.init_features
+    assert step_model(demo_step)["gat"]["hidden"] == demo.gat.hidden
+    paper = step_model(paper_step, densenet={"checkpointing": False})
+    assert paper["densenet"]["init_features"] == 64 and paper["densenet"]["checkpointing"] is False
+    assert step_model(paper_step, "smri")["variant"] == "smri"
+
+
+def test_book_timings(tmp_path):
+    missing = machine.book_timings(tmp_path)
+    assert missing["demo_seconds"] is None and "make book" in missing["note"]
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "chapters" / "_timings.json").write_text(json.dumps({"02_data": 30.0, "01_intro": 1.5}))
+    found = machine.book_timings(tmp_path)
+    assert found["demo_seconds"] == 31.5 and list(found["chapters"]) == ["01_intro", "02_data"]
+    assert found["within_aim"] is True
+
+
+def test_machine_names_cpu_cores_and_memory():
+    m = machine.machine()
+    assert m["cores_usable"] >= 1 and m["ram_gb"] > 0 and m["cpu"]
+    assert "usable cores" in machine.describe(m)
+    assert machine.git_state().keys() == {"commit", "dirty"}
+
+
+def _fake_results() -> dict:
+    model = {"mae": 5.0, "rmse": 6.0, "r2": 0.8, "r": 0.9, "mae_corrected": 4.9, "seconds": 12.0, "reused": False}
+    return {
+        "mode": "quick", "device": "cpu", "created": "2026-01-01T00:00:00+00:00", "elapsed_seconds": 10,
+        "machine": machine.machine(), "git": {"commit": "abc", "dirty": True},
+        "accuracy": {"models": {"amagenet": model, "ridge-fc": {**model, "mae": 6.0}},
+                     "oracle_mae_by_modality": {"both": 3.0, "smri": 3.2, "fmri": 4.0}, "oracle_mae": 3.0,
+                     "n_included": {"camcan": 48, "oasis3": 24},
+                     "setup": {"cohorts": {"camcan": {"preset": "camcan-like", "n_subjects": 48, "voxel_size_mm": 8.0}},
+                               "t1_shape": [16, 20, 16], "atlas": "dosenbach160",
+                               "model": {"gat": {"hidden": 8, "heads": 2}, "densenet": {"init_features": 8, "growth_rate": 4,
+                                         "block_config": [1, 1]}, "fusion": {"dim": 16}},
+                               "train": {"folds": 2, "protocol": "nested", "epochs": 2, "early_stopping_patience": 5,
+                                         "batch_size": 16, "lr": 0.001, "seed": 0}},
+                     "verdict": verdict(_models(amagenet=5.0, **{"ridge-fc": 6.0}), {"both": 3.0}),
+                     "transfer": {"models": {"amagenet": model}, "oracle_mae": 2.5}},
+        "throughput": {"input_pipeline": entry(100.0, "samples/s", "MONAI", 10.0, note="a note")},
+        "memory": {"prep_1x_peak_mb": 800.0},
+        "scaling": {"participants": [8, 16, 32], "generation_seconds": [1, 2, 4], "prep_seconds": [1, 2, 4],
+                    "prep_peak_mb": [800, 800, 800], "epoch_seconds": [1, 2, 4], "prep_time_ratio_4x_over_1x": 4.0,
+                    "prep_at_most_linear": True, "prep_memory_ratio_4x_over_1x": 1.0, "prep_memory_flat": True,
+                    "epoch_time_ratio_4x_over_1x": 4.0},
+        "gpu": {"available": False, "note": "not requested"},
+        "book": {"demo_seconds": None, "note": "no timings"},
+        "abide": {"skipped": "not there"},
+        "notes": ["a run note"],
+    }
+
+
+def test_markdown_report_has_every_section():
+    text = markdown.render(_fake_results())
+    for heading in ("# Benchmark (quick)", "## Accuracy", "### Throughput", "### Scaling", "## GPU", "## Book", "## ABIDE"):
+        assert heading in text
+    assert "| amagenet | 5.00 | 6.00 | 0.80 | 0.90 | 4.90 | 12 s |" in text
+    assert "within 15% of the multimodal oracle MAE: **no**" in text and "better than every other model: yes" in text
+    assert "10.00x" in text and "a run note" in text
+    assert not markdown.render(_fake_results(), title=False).startswith("# ")
+
+
+def test_markdown_report_of_skipped_sections():
+    r = _fake_results()
+    r.update(accuracy={"models": {}, "skipped": "not selected (--only)"}, throughput={}, memory={},
+             scaling={"skipped": "not selected (--only)"})
+    text = markdown.render(r)
+    assert text.count("not selected (--only)") == 2
+
+
+def test_cli_refuses_an_output_that_is_not_json(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "amage_core", "bench", "--quick", "--out", str(tmp_path / "x.txt")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and ".json" in proc.stderr
+
+
+def test_unknown_section_is_refused(tmp_path):
+    from amage_core.bench.suite import run_benchmark
+
+    with pytest.raises(ValueError, match="unknown section"):
+        run_benchmark("demo", tmp_path / "x.json", quick=True, only=["nope"], workdir=str(tmp_path))
+
+
+def test_worker_refuses_unknown_tasks(tmp_path):
+    from amage_core.bench import worker
+
+    (tmp_path / "a.json").write_text("{}")
+    with pytest.raises(SystemExit, match="unknown benchmark task"):
+        worker.main(["nope", str(tmp_path / "a.json"), str(tmp_path / "r.json")])
+
+
+def test_profile_errors_name_the_profile():
+    with pytest.raises(ConfigError):
+        accuracy_profile(load_profile("no-such-profile"), QUICK)
