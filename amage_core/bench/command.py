@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"run only these sections ({', '.join(SECTIONS)})")
     parser.add_argument("--book-page", type=Path, default=None,
                         help=f"also write the Markdown here (full runs default to {BOOK_PAGE}; 'none': nowhere)")
+    parser.add_argument("--book-dir", type=Path, default=BOOK_PAGE.parents[1],
+                        help="book folder whose chapters/_timings.json gives the demo book's time (default: book/)")
     parser.add_argument("--keep-scratch", action="store_true", help="keep the scratch cohorts of the speed section")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -39,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr, flush=True)
 
     results = run_benchmark(args.profile, args.out, quick=args.quick, device=args.device, workdir=args.workdir,
-                            only=args.only, keep_scratch=args.keep_scratch, progress=not args.no_progress, log=log)
+                            only=args.only, keep_scratch=args.keep_scratch, progress=not args.no_progress,
+                            book_dir=args.book_dir, log=log)
     md = write(results, args.out, page)
     print(f"wrote {args.out} and {md}" + (f" (and {page})" if page else ""))
     return 0

@@ -103,6 +103,23 @@ def book(b: dict[str, Any]) -> list[str]:
     return out + _table(["chapter", "seconds"], [[k, _num(v, 1)] for k, v in b["chapters"].items()])
 
 
+def abide(a: dict[str, Any]) -> list[str]:
+    if a.get("skipped"):
+        return [a["skipped"], ""]
+    if not a.get("available", True) or not a.get("cohorts"):
+        return [f"Not available: {a.get('reason') or a.get('result', 'no figures')}.", ""]
+    out = [f"Real data, sites held out ({a.get('n_folds')} folds); controls' metrics, autism - control "
+           "gap as Cohen's d (95% CI).", ""]
+    rows = []
+    for cohort, c in a["cohorts"].items():
+        for model, m in c["models"].items():
+            ci = m.get("autism_gap_d_ci") or [None, None]
+            rows.append([cohort, m.get("label", model), _num(m.get("mae")), _num(m.get("r")), _num(m.get("mae_corrected")),
+                         f"{_num(m.get('autism_gap_d'))} [{_num(ci[0])}, {_num(ci[1])}]",
+                         "reused" if m.get("reused") else f"{_num(m.get('seconds'), 0)} s"])
+    return out + _table(["cohort", "model", "MAE", "r", "MAE (bias-corrected)", "autism gap d", "time"], rows)
+
+
 def render(r: dict[str, Any], title: bool = True) -> str:
     """The whole report (see the module docstring); ``title=False`` leaves out the top heading (for a
     page that has its own)."""
@@ -115,8 +132,7 @@ def render(r: dict[str, Any], title: bool = True) -> str:
     out += ["## Speed and memory", ""] + speed(r)
     out += ["## GPU", ""] + gpu(r.get("gpu", {}))
     out += ["## Book", ""] + book(r.get("book", {}))
-    ab = r.get("abide", {})
-    out += ["## ABIDE", "", ab.get("skipped") or "```\n" + "\n".join(f"{k}: {v}" for k, v in ab.items()) + "\n```", ""]
+    out += ["## ABIDE", ""] + abide(r.get("abide", {}))
     if r.get("notes"):
         out += ["## Notes", ""] + [f"- {n}" for n in r["notes"]] + [""]
     return "\n".join(out)

@@ -16,14 +16,15 @@ from typing import Any
 from amage_core import io
 from amage_core.bench import machine as mach
 from amage_core.bench.settings import accuracy_profile, settings
-from amage_core.config import Profile, load_profile, to_dict
+from amage_core.config import Profile, load_profile, replace, to_dict
 
 SECTIONS = ("accuracy", "speed", "gpu", "book", "abide")
 FORMAT_VERSION = 1
 
 
-def abide(profile: Profile, out_dir: Path, quick: bool) -> dict[str, Any]:
-    """ABIDE figures from ``amage_core.abide.abide_benchmark(profile, out)`` when it exists."""
+def abide(profile: Profile, out: Path, quick: bool) -> dict[str, Any]:
+    """ABIDE figures from ``amage_core.abide.abide_benchmark(profile, out)`` when it exists (``out``:
+    its JSON file). ``profile`` is the user's own, so the ABIDE chapter's runs are reused."""
     from amage_core import abide as abide_module
 
     fn = getattr(abide_module, "abide_benchmark", None)
@@ -31,14 +32,16 @@ def abide(profile: Profile, out_dir: Path, quick: bool) -> dict[str, Any]:
         return {"skipped": "amage_core.abide provides no abide_benchmark(profile, out) yet"}
     if quick:
         return {"skipped": "not run with --quick"}
-    figures = fn(profile, out_dir)
-    return figures if isinstance(figures, dict) else {"result": str(figures), "out": str(out_dir)}
+    figures = fn(profile, out)
+    return figures if isinstance(figures, dict) else {"result": str(figures), "out": str(out)}
 
 
 def run_benchmark(profile_ref: str, out: Path, quick: bool = False, device: str = "cpu",
                   workdir: str | None = None, only: list[str] | None = None, keep_scratch: bool = False,
-                  progress: bool = True, log=print) -> dict[str, Any]:
+                  progress: bool = True, book_dir: Path = mach.REPO / "book", log=print) -> dict[str, Any]:
     """Run the selected sections and return the results (see the module docstring)."""
+    import torch
+
     from amage_core.bench.accuracy import accuracy
     from amage_core.bench.speed import gpu, speed
 
@@ -74,11 +77,17 @@ def run_benchmark(profile_ref: str, out: Path, quick: bool = False, device: str 
             results.update(throughput={}, memory={}, scaling=skipped["speed"])
         results["gpu"] = gpu(s, device) if "gpu" in chosen else skipped["gpu"]
         if "accuracy" in chosen:
-            results["accuracy"] = accuracy(profile, s, device, progress, log)
+            train_device = device
+            if device == "cuda" and not torch.cuda.is_available():
+                train_device = "cpu"
+                results["notes"].append("--device cuda without a usable GPU: the accuracy models trained on the CPU")
+            results["accuracy"] = accuracy(profile, s, train_device, progress, log)
         else:
             results["accuracy"] = {"models": {}, "oracle_mae": None, **skipped["accuracy"]}
-        results["book"] = mach.book_timings() if "book" in chosen else {"demo_seconds": None, **skipped["book"]}
-        results["abide"] = abide(profile, out.parent / f"{out.stem}_abide", quick) if "abide" in chosen else skipped["abide"]
+        results["book"] = mach.book_timings(book_dir) if "book" in chosen else {"demo_seconds": None, **skipped["book"]}
+        own = base if workdir is None else replace(base, workdir=workdir)
+        results["abide"] = (abide(own, out.with_name(f"{out.stem}_abide.json"), quick) if "abide" in chosen
+                            else skipped["abide"])
     finally:
         if not keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -166,3 +166,11 @@ def test_worker_refuses_unknown_tasks(tmp_path):
 def test_profile_errors_name_the_profile():
     with pytest.raises(ConfigError):
         accuracy_profile(load_profile("no-such-profile"), QUICK)
+
+
+def test_markdown_abide_table():
+    model = {"label": "ridge on FC", "mae": 3.7, "r": 0.75, "mae_corrected": 3.6, "autism_gap_d": 0.1,
+             "autism_gap_d_ci": [-0.1, 0.3], "seconds": 4.0, "reused": False}
+    lines = markdown.abide({"available": True, "n_folds": 5, "cohorts": {"abide": {"models": {"ridge-fc": model}}}})
+    assert "| abide | ridge on FC | 3.70 | 0.75 | 3.60 | 0.10 [-0.10, 0.30] | 4 s |" in lines
+    assert "Not available: no data" in markdown.abide({"available": False, "reason": "no data"})[0]
