@@ -15,7 +15,7 @@ from amage_core import config
 from amage_core.cli import main
 from amage_core.config import ConfigError, Profile, from_dict, load_profile
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 SECTIONS = {"prep": config.PrepConfig, "graph": config.GraphConfig, "train": config.TrainConfig,
             "book": config.BookConfig}

@@ -26,7 +26,7 @@ from amage_core.data.smri import participant_t1
 from amage_core.data.sources import bids, camcan
 from amage_core.data.sources.base import ParticipantRecord
 
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 CATEGORIES = {qc.MISSING_MODALITY, qc.UNREADABLE_NIFTI, qc.WRONG_DIM, qc.TOO_FEW_VOLUMES,
               qc.EXCESSIVE_MOTION, qc.EMPTY_REGIONS, qc.MISSING_AGE, qc.IMPLAUSIBLE_AGE, qc.DUPLICATE_ID,
