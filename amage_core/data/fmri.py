@@ -118,10 +118,19 @@ def bold_timeseries(bold: Path, atlas: Atlas, cfg: PrepConfig, participant: str)
     else:
         masker = NiftiSpheresMasker(seeds=atlas.coords, radius=atlas.radius_mm, allow_overlap=True,
                                     **common)
-    try:
-        ts = masker.fit_transform(img, confounds=confounds, sample_mask=sample_mask)
-    except READ_ERRORS as exc:
-        raise QCError(participant, bold, f"{UNREADABLE_NIFTI}: {type(exc).__name__}: {exc}") from exc
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ts = masker.fit_transform(img, confounds=confounds, sample_mask=sample_mask)
+        except READ_ERRORS as exc:
+            raise QCError(participant, bold, f"{UNREADABLE_NIFTI}: {type(exc).__name__}: {exc}") from exc
+    # nilearn replaces NaN/inf voxels with zeros (and only warns): a region would silently average them
+    nonfinite = [w for w in caught if "NaN" in str(w.message) or "Non-finite" in str(w.message)]
+    for w in caught:
+        if w not in nonfinite:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if nonfinite:
+        raise QCError(participant, bold, f"{UNREADABLE_NIFTI}: non-finite (NaN/inf) voxels in the BOLD")
     if atlas.kind == "labels":
         ts = _labels_in_atlas_order(ts, masker, atlas)
     return np.asarray(ts, dtype=np.float64)
