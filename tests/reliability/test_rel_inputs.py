@@ -397,6 +397,28 @@ def test_truncated_gzip_t1_is_an_exclusion(tmp_path_factory, t1_pair, keep):
     assert qc.category(exc.value.reason) == qc.UNREADABLE_NIFTI
 
 
+def test_nan_voxels_in_a_fine_bold_are_not_averaged_as_zeros(tmp_path):
+    """On a 4 mm grid a 5 mm sphere holds several voxels: one NaN voxel would not empty the region,
+    nilearn would replace it with 0 and the region's mean would be silently wrong."""
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    affine[:3, 3] = [-80, -112, -72]
+    data = (100 + np.random.default_rng(0).standard_normal((41, 50, 41, 40))).astype(np.float32)
+    atlas = load_atlas("dosenbach160")
+    i, j, k = np.round(np.linalg.inv(affine) @ np.r_[atlas.coords[0], 1])[:3].astype(int)
+    data[i, j, k] = np.nan
+    func = tmp_path / "fmriprep" / "sub-X" / "func"
+    func.mkdir(parents=True)
+    bold = func / "sub-X_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_zooms((4.0, 4.0, 4.0, 2.0))
+    nib.save(img, bold)
+    confounds = pf.write_confounds(func / "sub-X_task-rest_desc-confounds_timeseries.tsv", 40, 0.1)
+    record = ParticipantRecord("sub-X", 30.0, "F", "c", bold=bold, confounds=confounds)
+    with pytest.raises(qc.QCError, match="non-finite") as exc:
+        participant_fmri(record, atlas, pf.cfg())
+    assert_clear_exclusion(exc.value, "sub-X", bold)
+
+
 @pytest.mark.parametrize("case", ["NaN slab", "3D", "truncated", "singular affine"])
 def test_bad_bold_images_are_excluded_with_the_reason(tmp_path, case):
     deriv = tmp_path / "derivatives"
