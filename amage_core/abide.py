@@ -31,7 +31,7 @@ import pandas as pd
 
 from amage_core import io
 from amage_core import workflow as wf
-from amage_core.config import Profile, replace, to_dict
+from amage_core.config import Profile, load_profile, replace, to_dict
 from amage_core.data.cohort import PreparedCohort, subset
 from amage_core.evaluate.sites import folds_for_sites, site_folds
 from amage_core.stats.sex import cohens_d
@@ -47,6 +47,12 @@ MODELS: dict[str, dict[str, str]] = {
 # ABIDE has no T1 here: the fusion model's structural branch is the table encoder
 MODEL_OVERRIDES: dict[str, dict[str, Any]] = {"amagenet": {"smri_encoder": "table"}}
 AUTISM_FILE, TIMING_FILE = "autism_predictions.tsv", "abide.json"
+# TrainConfig fields a baseline's result depends on (amage_core.baselines.run_baseline)
+BASELINE_TRAIN_FIELDS = ("folds", "seed", "age_bins", "bias_method", "protocol")
+
+
+def _profile(profile: str | Profile) -> Profile:
+    return profile if isinstance(profile, Profile) else load_profile(profile)
 
 
 @dataclass
@@ -77,10 +83,10 @@ class AbideRun:
 def availability(profile: str | Profile, name: str = FMRI_COHORT) -> Availability:
     """Whether cohort ``name`` of the profile can run: its root folder holds the ABIDE cache (or the
     folder exists, so nilearn may download into it)."""
-    prof = wf._profile(profile)
+    prof = _profile(profile)
     if name not in prof.cohorts or prof.cohorts[name].source != "abide":
         return Availability(False, f"skipped: profile {prof.name!r} has no ABIDE cohort {name!r}")
-    root = wf.resolve_path(prof.cohorts[name].root)
+    root = wf.resolve_path(prof.cohorts[name].root).resolve()
     if (root / "ABIDE_pcp").is_dir():
         return Availability(True, f"ABIDE I found at {root}")
     if root.is_dir():
@@ -95,6 +101,20 @@ def load(profile: str | Profile, name: str = FMRI_COHORT, progress: bool = False
     return AbideData(name, cohort, *split_by_diagnosis(cohort))
 
 
+def load_all(profile: str | Profile, names: tuple[str, ...] = (MULTIMODAL_COHORT, FMRI_COHORT),
+             progress: bool = False) -> tuple[dict[str, AbideData] | None, str]:
+    """(the cohorts ``names`` loaded, a message), or (None, why they are skipped): the data is absent,
+    or not cached and nilearn could not download it."""
+    for name in names:
+        status = availability(profile, name)
+        if not status.ok:
+            return None, status.message
+    try:
+        return {name: load(profile, name, progress) for name in names}, status.message
+    except OSError as exc:          # no cache and no network (requests' errors are OSErrors)
+        return None, f"skipped: ABIDE I could not be read or downloaded ({type(exc).__name__}: {exc})"
+
+
 def split_by_diagnosis(cohort: PreparedCohort) -> tuple[PreparedCohort, PreparedCohort]:
     """(controls, autism) of an ABIDE cohort, from its ``dx`` column."""
     if "dx" not in cohort.participants:
@@ -106,22 +126,28 @@ def split_by_diagnosis(cohort: PreparedCohort) -> tuple[PreparedCohort, Prepared
 
 def site_held_out(profile: str | Profile, data: AbideData, model: str, n_folds: int | None = None,
                   train: dict[str, Any] | None = None, progress: bool = False) -> AbideRun:
-    """Cross-validate ``model`` (a variant or a baseline) on the controls with whole sites held out
-    (``n_folds`` site groups; default the profile's ``train.folds``; ``None`` -> leave-one-site-out is
-    :func:`site_folds` with ``n_folds >= n_sites``), then predict the autism participants."""
+    """Cross-validate ``model`` (a variant or a baseline) on the controls with whole sites held out,
+    then predict the autism participants (see the module docstring).
+
+    ``n_folds`` site groups (None: the profile's ``train.folds``; at least the number of sites gives
+    leave-one-site-out); ``train`` overrides the profile's ``train`` section for this run. A finished
+    run with the same configuration is reused (``AbideRun.seconds`` stays the first computation's)."""
     from amage_core.baselines import BASELINES, run_baseline
     from amage_core.train.cv import cross_validate
 
-    prof = wf._profile(profile)
+    prof = _profile(profile)
     train_cfg = replace(prof.train, **(train or {}))
     graph_cfg = prof.graph
     model_cfg = (None if model in BASELINES
                  else replace(prof.model, variant=model, **MODEL_OVERRIDES.get(model, {})))
     folds = site_folds(data.controls.participants, n_folds or train_cfg.folds)
     assignment = folds[["participant_id", "fold"]]
+    train_key = to_dict(train_cfg)
+    if model_cfg is None:           # baselines read these training settings only (epochs etc. do not matter)
+        train_key = {k: v for k, v in train_key.items() if k in BASELINE_TRAIN_FIELDS}
     key = {"cohort": data.controls.manifest.get("config_hash"), "folds": folds.to_numpy().tolist(),
-           "model": model, "model_cfg": to_dict(model_cfg), "train": to_dict(train_cfg),
-           "graph": to_dict(graph_cfg)}
+           "model": model, "model_cfg": to_dict(model_cfg), "train": train_key,
+           "graph": None if model_cfg is None else to_dict(graph_cfg)}
     out = wf.workdir(prof) / "runs" / f"{data.name}-sites-{model}-{io.stable_hash(key)}"
     t0 = time.perf_counter()
     if model_cfg is None:
@@ -259,15 +285,23 @@ def group_gap(df: pd.DataFrame, gap: str = "gap_corrected", group: str = "dx",
 # Everything a chapter or the benchmark shows
 # --------------------------------------------------------------------------------------------
 CHAPTER = "11_abide"
+# Reference figures on this data with sites mixed (5-fold; optimistic): shared/reference/anchors.md
+SITES_MIXED_REFERENCE = {"ridge FC, all, sites mixed": 3.68, "ridge FreeSurfer, males, sites mixed": 3.35}
 
 
 def settings(profile: str | Profile) -> dict[str, Any]:
-    """``n_folds`` and ``train`` overrides for the ABIDE runs: the profile's parameters of chapter
-    ``11_abide`` (``book.chapter_parameters``: ``n_folds``, ``deep_epochs``), so the chapter and
-    the benchmark share their runs. Defaults: the profile's ``train.folds`` and epochs."""
-    params = wf._profile(profile).book.chapter_parameters.get(CHAPTER, {})
+    """What the ABIDE runs use: the profile's parameters of chapter ``11_abide``
+    (``book.chapter_parameters``: ``n_folds``, ``deep_epochs``, ``fmri_only_models``), so the chapter
+    and the benchmark share their runs. Defaults: the profile's ``train.folds`` and epochs, and every
+    model of :data:`MODELS` on both cohorts. Returns ``{"n_folds", "train", "models"}`` where
+    ``models`` maps each cohort to the models run on it."""
+    params = _profile(profile).book.chapter_parameters.get(CHAPTER, {})
     epochs = params.get("deep_epochs")
-    return {"n_folds": params.get("n_folds"), "train": {"epochs": epochs} if epochs else {}}
+    models = {name: list(labels) for name, labels in MODELS.items()}
+    if params.get("fmri_only_models") is not None and FMRI_COHORT in models:
+        models[FMRI_COHORT] = list(params["fmri_only_models"])
+    return {"n_folds": params.get("n_folds"), "train": {"epochs": epochs} if epochs else {},
+            "models": models}
 
 
 def run_models(profile: str | Profile, data: AbideData, models: list[str] | None = None,
@@ -313,12 +347,31 @@ def gap_summary(results: dict[str, AbideRun], data: AbideData, labels: dict[str,
     return table.rename(columns={"mean_gap": "difference (y)"}).rename_axis("model").round(3)
 
 
+def describe_gaps(gaps: pd.DataFrame) -> str:
+    """One sentence per sign: which models' 95% interval of Cohen's d excludes zero (a table of
+    :func:`gap_summary`)."""
+    def listed(rows: pd.DataFrame) -> str:
+        return ", ".join(f"{m} (d = {r['cohens_d']:.2f} [{r['d_ci_low']:.2f}, {r['d_ci_high']:.2f}])"
+                         for m, r in rows.iterrows())
+
+    older, younger = gaps[gaps["d_ci_low"] > 0], gaps[gaps["d_ci_high"] < 0]
+    neither = gaps.drop(index=[*older.index, *younger.index])
+    parts = []
+    if len(younger):
+        parts.append(f"Autism participants' brains look younger than controls' with {listed(younger)}.")
+    if len(older):
+        parts.append(f"They look older with {listed(older)}.")
+    if len(neither):
+        parts.append(f"No difference can be told from zero with {', '.join(neither.index)}.")
+    return " ".join(parts)
+
+
 def abide_benchmark(profile: str | Profile, out: Path | str, progress: bool = False) -> dict:
     """Run (or reuse) every ABIDE model of :data:`MODELS` with sites held out and write ``out``
     (JSON): per cohort and model the controls' MAE and r (uncorrected and bias-corrected), the
     autism - control gap (Cohen's d and its 95% CI) and the wall time of the cross-validation.
     Without the data it writes and returns ``{"available": false, "reason": ...}``."""
-    prof = wf._profile(profile)
+    prof = _profile(profile)
     status = availability(prof)
     result: dict[str, Any] = {"benchmark": "abide-site-held-out", "profile": prof.name,
                               "available": status.ok, "reason": status.message}
@@ -326,9 +379,12 @@ def abide_benchmark(profile: str | Profile, out: Path | str, progress: bool = Fa
         opts = settings(prof)
         result.update({"n_folds": opts["n_folds"] or prof.train.folds, "train_overrides": opts["train"],
                        "cohorts": {}})
-        for name, labels in MODELS.items():
+        for name, models in opts["models"].items():
+            if not models:
+                continue
+            labels = MODELS[name]
             data = load(prof, name, progress)
-            runs = run_models(prof, data, None, opts["n_folds"], opts["train"], progress)
+            runs = run_models(prof, data, models, opts["n_folds"], opts["train"], progress)
             gaps = gap_summary(runs, data)
             entries = {}
             for model, r in runs.items():

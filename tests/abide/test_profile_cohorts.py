@@ -48,12 +48,29 @@ def test_absent_data_is_skipped_with_a_reason(tmp_path):
     empty = load_profile("demo", {"cohorts": {"abide": {"root": str(tmp_path)}}})
     assert abide.availability(empty).ok and "download" in abide.availability(empty).message
     assert not abide.availability(load_profile("demo"), "camcan").ok
+    data, message = abide.load_all(missing)
+    assert data is None and message == status.message
     out = tmp_path / "bench" / "abide.json"
     result = abide.abide_benchmark(missing, out)
     assert result["available"] is False and json.loads(out.read_text())["available"] is False
 
 
 def test_settings_come_from_the_chapter_parameters():
-    prof = load_profile("demo", {"book": {"chapter_parameters": {"11_abide": {"n_folds": 4, "deep_epochs": 3}}}})
-    assert abide.settings(prof) == {"n_folds": 4, "train": {"epochs": 3}}
-    assert abide.settings(load_profile("paper")) == {"n_folds": None, "train": {}}
+    params = {"n_folds": 4, "deep_epochs": 3, "fmri_only_models": ["ridge-fc"]}
+    prof = load_profile("demo", {"book": {"chapter_parameters": {"11_abide": params}}})
+    assert abide.settings(prof) == {"n_folds": 4, "train": {"epochs": 3}, "models": {
+        "abide-males": list(abide.MODELS["abide-males"]), "abide": ["ridge-fc"]}}
+    paper = abide.settings(load_profile("paper"))
+    assert paper["n_folds"] is None and paper["train"] == {} and paper["models"]["abide"] == ["ridge-fc", "fmri"]
+
+
+def test_a_failed_download_is_skipped_not_an_error(tmp_path, monkeypatch):
+    import requests
+
+    def offline(*args, **kwargs):
+        raise requests.ConnectionError("Failed to resolve 's3.amazonaws.com'")
+
+    monkeypatch.setattr(abide, "load", offline)
+    empty = load_profile("demo", {"cohorts": {"abide-males": {"root": str(tmp_path)}}})
+    data, message = abide.load_all(empty)
+    assert data is None and message.startswith("skipped") and "ConnectionError" in message
