@@ -68,18 +68,19 @@ _TINY_MODEL = {
 
 QUICK = BenchSettings(
     mode="quick", n_camcan=48, n_oasis3=24,
-    cohort_overrides={"voxel_size": 8.0, "n_bold_nifti": 0},
+    cohort_overrides={"voxel_size": 8.0, "n_bold_nifti": 0, "bold_voxel_size": 8.0},
     profile_overrides={"prep": {"t1_shape": [16, 20, 16]}, "graph": {"topk": 6}, "model": _TINY_MODEL,
                        "train": {"epochs": 2, "folds": 2, "val_fraction": 0.3}},
-    scale_base=8, n_bold=2, pipeline_epochs=2, pipeline_batch=4, epoch_batch=4,
+    scale_base=8, n_bold=1, pipeline_epochs=2, pipeline_batch=4, epoch_batch=4,
     steps=[StepSize("demo", (16, 20, 16), 160, 6, batch_size=4, warmup=1, steps=2, model=_TINY_MODEL,
                     note="quick: tiny sizes"),
            StepSize("paper", (32, 32, 32), 300, 13, batch_size=2, warmup=1, steps=1, profile="paper",
                     note="quick: paper sizes on a 32^3 grid, batch 2")],
     cuda_step=StepSize("paper", (64, 64, 64), 300, 13, batch_size=2, warmup=1, steps=2, profile="paper",
                        note="quick: 64^3, batch 2"),
-    # brainage-gpr and stacking tune by nested inner CV (hundreds of GPR fits): minutes even on 48
-    models=DEEP_MODELS + ("ridge-fc",), transfer_models=("amagenet",), prep_n_jobs=1,
+    # a few models only: brainage-gpr and stacking tune by nested inner CV (hundreds of GPR fits,
+    # minutes even on 48 participants); the other variants are exercised by their own tests
+    models=("amagenet", "released-code", "ridge-fc"), transfer_models=("amagenet",), prep_n_jobs=1,
 )
 
 FULL = BenchSettings(

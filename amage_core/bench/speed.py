@@ -66,12 +66,10 @@ def speed(profile: Profile, s: BenchSettings, scratch: Path, log=print) -> dict[
         log(f"bench speed: preparing the BOLD cohort from {path}")
         prep[f"bold-{path}"] = measured("prep", {"root": str(synth_dir / "bold"), "out": str(prep_dir / f"bold-{path}"),
                                                  "prep": to_dict(replace(prep_cfg, fmri_input=path))})
-    epochs = {}
-    model = to_dict(profile.model)
-    for k in sizes:
-        log(f"bench speed: one training epoch on {k}")
-        epochs[k] = measured("epoch", {"cohort": str(prep_dir / k), "model": model, "graph": to_dict(profile.graph),
-                                       "batch_size": s.epoch_batch, "seed": s.seed})
+    log(f"bench speed: one training epoch on each of {list(sizes)}")
+    ep = measured("epochs", {"cohorts": {k: str(prep_dir / k) for k in sizes}, "model": to_dict(profile.model),
+                             "graph": to_dict(profile.graph), "batch_size": s.epoch_batch, "seed": s.seed})
+    epochs = ep.result
     log("bench speed: input pipelines (prepared cohort vs MONAI)")
     pipe = measured("pipeline", {"cohort": str(prep_dir / "1x"), "synth_root": str(synth_dir / "1x"),
                                  "epochs": s.pipeline_epochs, "batch_size": s.pipeline_batch})
@@ -114,7 +112,7 @@ def speed(profile: Profile, s: BenchSettings, scratch: Path, log=print) -> dict[
     mem = {"synth_peak_mb": gen.peak_mb, "prep_nifti_peak_mb": p["bold-bold"].peak_mb,
            "prep_tsv_same_participants_peak_mb": p["bold-xcpd"].peak_mb, "pipeline_peak_mb": pipe.peak_mb}
     mem.update({f"prep_{k}_peak_mb": p[k].peak_mb for k in sizes})
-    mem.update({f"epoch_{k}_peak_mb": epochs[k].peak_mb for k in sizes})
+    mem["epochs_peak_mb"] = ep.peak_mb
     mem.update({f"train_step_{name}_peak_mb": m.peak_mb for name, m in steps.items()})
 
     t = [p[k].result["seconds"] for k in sizes]
@@ -123,11 +121,11 @@ def speed(profile: Profile, s: BenchSettings, scratch: Path, log=print) -> dict[
         "participants": list(sizes.values()),
         "generation_seconds": [round(g[k]["seconds"], 2) for k in sizes],
         "prep_seconds": [round(x, 2) for x in t], "prep_peak_mb": m,
-        "epoch_seconds": [round(epochs[k].result["epoch_seconds"], 2) for k in sizes],
-        "epoch_dataset_seconds": [round(epochs[k].result["dataset_seconds"], 2) for k in sizes],
+        "epoch_seconds": [round(epochs[k]["epoch_seconds"], 2) for k in sizes],
+        "epoch_dataset_seconds": [round(epochs[k]["dataset_seconds"], 2) for k in sizes],
         "prep_time_ratio_4x_over_1x": round(t[-1] / t[0], 2),
         "prep_memory_ratio_4x_over_1x": round(m[-1] / m[0], 2),
-        "epoch_time_ratio_4x_over_1x": round(epochs["4x"].result["epoch_seconds"] / epochs["1x"].result["epoch_seconds"], 2),
+        "epoch_time_ratio_4x_over_1x": round(epochs["4x"]["epoch_seconds"] / epochs["1x"]["epoch_seconds"], 2),
     }
     scaling["prep_at_most_linear"] = scaling["prep_time_ratio_4x_over_1x"] <= 4 * 1.25
     scaling["prep_memory_flat"] = scaling["prep_memory_ratio_4x_over_1x"] <= 1.25
@@ -135,9 +133,13 @@ def speed(profile: Profile, s: BenchSettings, scratch: Path, log=print) -> dict[
              f"n_jobs={n_jobs}; the NIfTI path uses {s.n_bold} participants who all have voxelwise BOLD."]
     if not scaling["prep_memory_flat"]:
         notes.append("Preparation's peak memory grew by more than 25% from 1x to 4x participants.")
-    return {"throughput": thr, "memory": mem, "scaling": scaling, "notes": notes,
+    tasks = {"synth": gen, "pipeline": pipe, "epochs": ep, **{f"prep_{k}": v for k, v in p.items()},
+             **{f"step_{k}": v for k, v in steps.items()}}
+    processes = {k: {"wall_seconds": round(m.wall_seconds, 1), "cpu_seconds": round(m.cpu_seconds, 1)}
+                 for k, m in tasks.items()}
+    return {"throughput": thr, "memory": mem, "scaling": scaling, "notes": notes, "processes": processes,
             "details": {"synth": gen.result, "prep": {k: v.result for k, v in p.items()},
-                        "epochs": {k: v.result for k, v in epochs.items()}, "pipeline": pr,
+                        "epochs": epochs, "pipeline": pr,
                         "steps": {k: v.result for k, v in steps.items()}}}
 
 

@@ -71,7 +71,7 @@ def run_benchmark(profile_ref: str, out: Path, quick: bool = False, device: str 
             shutil.rmtree(scratch, ignore_errors=True)
             sp = speed(profile, s, scratch, log)
             results.update(throughput=sp["throughput"], memory=sp["memory"], scaling=sp["scaling"],
-                           speed_details=sp["details"])
+                           speed_details={**sp["details"], "processes": sp["processes"]})
             results["notes"] += sp["notes"]
         else:
             results.update(throughput={}, memory={}, scaling=skipped["speed"])

@@ -2,7 +2,7 @@
 
 - :func:`step`: training steps (forward, MSE, backward, Adam) of one model size on synthetic
   inputs of the right shapes (``models.testing.random_batch``), after warm-up steps;
-- :func:`epoch`: one training epoch over every participant of a prepared cohort (``CohortDataset``
+- :func:`epochs`: one training epoch over every participant of each prepared cohort (``CohortDataset``
   + PyG ``DataLoader``), the graph building timed apart;
 - :func:`cuda_step`: :func:`step` on the GPU, fp32 and bf16 autocast, with peak GPU memory.
 """
@@ -70,9 +70,9 @@ def step(step: dict[str, Any], model: dict[str, Any], seed: int = 0) -> dict[str
             "threads": torch.get_num_threads()}
 
 
-def epoch(cohort: str, model: dict[str, Any], graph: dict[str, Any], batch_size: int,
-          seed: int = 0) -> dict[str, Any]:
-    """One training epoch of ``model`` over all of ``cohort`` (a prepared cohort's folder)."""
+def epochs(cohorts: dict[str, str], model: dict[str, Any], graph: dict[str, Any], batch_size: int,
+           seed: int = 0) -> dict[str, Any]:
+    """One training epoch of ``model`` over all of each prepared cohort (label -> folder), in turn."""
     import torch
     from torch_geometric.loader import DataLoader
 
@@ -82,26 +82,29 @@ def epoch(cohort: str, model: dict[str, Any], graph: dict[str, Any], batch_size:
     from amage_core.train.dataset import CohortDataset, input_spec
     from amage_core.train.scaler import AgeScaler
 
-    torch.manual_seed(seed)
-    data = load_cohort(cohort)
-    net = build_model(from_dict(ModelConfig, model), input_spec(data))
-    ids = data.participants["participant_id"].astype(str).tolist()
-    scaler = AgeScaler.fit(data.participants["age"].to_numpy(dtype=float), ids)
-    t0 = time.perf_counter()
-    dataset = CohortDataset(data, np.arange(data.n), from_dict(GraphConfig, graph), scaler,
-                            frozenset(net.modalities))
-    build = time.perf_counter() - t0
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    net.train()
-    _train_step(net, next(iter(loader)), optimizer)     # warm-up (first-call allocations), untimed
-    t0 = time.perf_counter()
-    for batch in loader:
-        _train_step(net, batch, optimizer)
-    seconds = time.perf_counter() - t0
-    return {"n": int(data.n), "dataset_seconds": build, "epoch_seconds": seconds,
-            "samples_per_s": data.n / seconds, "batch_size": batch_size}
+    out = {}
+    for label, path in cohorts.items():
+        torch.manual_seed(seed)
+        data = load_cohort(path)
+        net = build_model(from_dict(ModelConfig, model), input_spec(data))
+        ids = data.participants["participant_id"].astype(str).tolist()
+        scaler = AgeScaler.fit(data.participants["age"].to_numpy(dtype=float), ids)
+        t0 = time.perf_counter()
+        dataset = CohortDataset(data, np.arange(data.n), from_dict(GraphConfig, graph), scaler,
+                                frozenset(net.modalities))
+        build = time.perf_counter() - t0
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(seed))
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+        net.train()
+        _train_step(net, next(iter(loader)), optimizer)     # warm-up (first-call allocations), untimed
+        t0 = time.perf_counter()
+        for batch in loader:
+            _train_step(net, batch, optimizer)
+        seconds = time.perf_counter() - t0
+        out[label] = {"n": int(data.n), "dataset_seconds": build, "epoch_seconds": seconds,
+                      "samples_per_s": data.n / seconds, "batch_size": batch_size}
+    return out
 
 
 def cuda_step(step: dict[str, Any], model: dict[str, Any], seed: int = 0) -> dict[str, Any]:

@@ -16,7 +16,7 @@ def _tasks() -> dict:
     from amage_core.bench import data_tasks, train_tasks
 
     return {"synth": data_tasks.synth, "prep": data_tasks.prep, "pipeline": data_tasks.pipeline,
-            "epoch": train_tasks.epoch, "step": train_tasks.step, "cuda_step": train_tasks.cuda_step}
+            "epochs": train_tasks.epochs, "step": train_tasks.step, "cuda_step": train_tasks.cuda_step}
 
 
 def main(argv: list[str]) -> int:
