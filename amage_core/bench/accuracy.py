@@ -2,12 +2,16 @@
 
 Models run through :func:`amage_core.workflow.run` with the benchmark profile
 (:func:`~amage_core.bench.settings.accuracy_profile`), so deep models and baselines share the folds
-and reuse finished runs. The verdict compares AMAge-Net with the multimodal ("both") oracle MAE
+and reuse finished runs. The scikit-learn baselines run with single-threaded BLAS (threadpoolctl):
+their matrices are small, and on a busy 2-core machine two BLAS threads made a brainage-gpr fit
+about 10x slower (spinning threads), which turned stacking's hundreds of nested GPR fits into hours. The verdict compares AMAge-Net with the multimodal ("both") oracle MAE
 (aim: within 15%) and with every other model (aim: better than all), and says why when it is not.
 """
 from __future__ import annotations
 
+import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 from amage_core.bench.settings import ORACLE_MARGIN, BenchSettings
@@ -16,13 +20,37 @@ from amage_core.config import Profile, to_dict
 ORACLE_KEYS = {"oracle T1": "smri", "oracle fMRI": "fmri", "oracle both": "both"}
 
 
+BLAS_THREADS_FOR_BASELINES = 1
+
+
+def _epoch_seconds(run_path: Path) -> float | None:
+    """Sum of the training epochs' seconds recorded in a deep run's histories (None for baselines)."""
+    import pandas as pd
+
+    files = sorted(Path(run_path).glob("fold-*/history.csv"))
+    return round(float(sum(pd.read_csv(f)["seconds"].sum() for f in files)), 1) if files else None
+
+
 def _metrics(run, seconds: float) -> dict[str, Any]:
+    """Pooled metrics of a run; ``seconds`` is this call's wall time (None when a finished run was
+    reused), ``epoch_seconds`` the training epochs' time recorded in the run itself."""
     pooled = run.metrics["uncorrected"]["pooled"]
     corrected = run.metrics["corrected"]["pooled"]
     return {"mae": pooled["mae"], "rmse": pooled["rmse"], "r2": pooled["r2"], "r": pooled["pearson_r"],
             "gap_age_r": pooled["gap_age_r"], "mae_corrected": corrected["mae"], "n": pooled["n"],
             "seconds": None if run.reused else round(seconds, 1), "reused": bool(run.reused),
-            "run": str(run.path)}
+            "epoch_seconds": _epoch_seconds(run.path), "run": str(run.path)}
+
+
+def _threads(model: str):
+    """Single-threaded BLAS for the scikit-learn baselines (see the module docstring)."""
+    from amage_core.baselines import BASELINES
+
+    if model not in BASELINES:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=BLAS_THREADS_FOR_BASELINES, user_api="blas")
 
 
 def _oracle(profile: Profile, name: str) -> dict[str, float]:
@@ -38,6 +66,7 @@ def setup(profile: Profile) -> dict[str, Any]:
                       "voxel_size_mm": profile.cohorts[name].synth.voxel_size, "seed": profile.cohorts[name].synth.seed}
                for name in ("camcan", "oasis3")}
     return {"profile": profile.name, "cohorts": cohorts, "atlas": profile.prep.atlas,
+            "baseline_blas_threads": BLAS_THREADS_FOR_BASELINES,
             "t1_shape": list(profile.prep.t1_shape), "graph": to_dict(profile.graph),
             "model": {k: m[k] for k in ("gat", "densenet", "sfcn", "fusion", "head_hidden")},
             "train": {k: getattr(t, k) for k in ("epochs", "early_stopping_patience", "batch_size", "lr",
@@ -57,13 +86,15 @@ def accuracy(profile: Profile, s: BenchSettings, device: str, progress: bool = T
     for model in s.models:
         log(f"bench accuracy: {model} on camcan-like (n={camcan.n})")
         t0 = time.perf_counter()
-        run = wf.run(profile, "camcan", model, train=train, progress=progress)
+        with _threads(model):
+            run = wf.run(profile, "camcan", model, train=train, progress=progress)
         models[model] = _metrics(run, time.perf_counter() - t0)
     transfer: dict[str, Any] = {}
     for model in s.transfer_models:
         log(f"bench accuracy: {model} camcan-like -> oasis3-like")
         t0 = time.perf_counter()
-        run = wf.run(profile, "camcan", model, test_cohort="oasis3", train=train, progress=progress)
+        with _threads(model):
+            run = wf.run(profile, "camcan", model, test_cohort="oasis3", train=train, progress=progress)
         transfer[model] = _metrics(run, time.perf_counter() - t0)
     oracle = _oracle(profile, "camcan")
     out = {"setup": setup(profile), "n_included": {"camcan": int(camcan.n), "oasis3": int(oasis3.n)},

@@ -27,9 +27,15 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines + [""]
 
 
+def _time(m: dict[str, Any]) -> str:
+    if not m.get("reused"):
+        return f"{_num(m.get('seconds'), 0)} s"
+    return f"reused ({_num(m['epoch_seconds'], 0)} s of epochs)" if m.get("epoch_seconds") else "reused"
+
+
 def _metric_rows(models: dict[str, dict]) -> list[list[Any]]:
     return [[name, _num(m["mae"]), _num(m["rmse"]), _num(m["r2"]), _num(m["r"]), _num(m.get("mae_corrected")),
-             "reused" if m.get("reused") else f"{_num(m.get('seconds'), 0)} s"] for name, m in models.items()]
+             _time(m)] for name, m in models.items()]
 
 
 def accuracy(a: dict[str, Any]) -> list[str]:
