@@ -11,11 +11,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from amage_core.bench.measure import measured
+from amage_core.bench.measure import Measured, measured
 from amage_core.bench.settings import BenchSettings, StepSize
 from amage_core.config import Profile, load_profile, replace, to_dict
 
 SCALES = (1, 2, 4)
+LINEAR_SLACK = 0.25     # 4x participants may cost up to 4 * 1.25 the time; memory up to 1.25x
 
 
 def entry(value: float, unit: str, baseline: str, baseline_value: float, **extra: Any) -> dict[str, Any]:
@@ -36,63 +37,75 @@ def step_args(step: StepSize, model: dict[str, Any], seed: int) -> dict[str, Any
     return {"step": to_dict(step), "model": model, "seed": seed}
 
 
-def speed(profile: Profile, s: BenchSettings, scratch: Path, log=print) -> dict[str, Any]:
-    """``throughput``, ``memory`` and ``scaling`` sections and their notes."""
-    synth_cfg = profile.cohorts["camcan"].synth
-    prep_cfg = profile.cohorts["camcan"].prep_config(profile.prep)
-    if s.prep_n_jobs is not None:
-        prep_cfg = replace(prep_cfg, n_jobs=s.prep_n_jobs)
-    n_jobs = prep_cfg.n_jobs
-    sizes = {f"{k}x": s.scale_base * k for k in SCALES}
+def _measure(profile: Profile, s: BenchSettings, scratch: Path, log) -> dict[str, Measured]:
+    """Every measurement of the section, each in a fresh process, by name."""
+    synth_cfg, prep_cfg = profile.cohorts["camcan"].synth, prep_config(profile, s)
+    sizes = scales(s)
     synth_dir, prep_dir = scratch / "synth", scratch / "prepared"
 
     def cohort(n: int, n_bold: int = 0) -> dict[str, Any]:
         return to_dict(replace(synth_cfg, n_subjects=n, n_bold_nifti=n_bold))
 
-    jobs = [{"label": k, "cfg": cohort(n), "out": str(synth_dir / k), "n_jobs": n_jobs} for k, n in sizes.items()]
-    jobs.insert(1, {"label": "1x-serial", "cfg": cohort(s.scale_base), "out": str(synth_dir / "1x-serial"), "n_jobs": 1})
-    jobs.append({"label": "bold", "cfg": cohort(s.n_bold, s.n_bold), "out": str(synth_dir / "bold"), "n_jobs": n_jobs})
-    log(f"bench speed: generating scratch cohorts {sizes} (+ {s.n_bold} with BOLD)")
-    gen = measured("synth", {"jobs": jobs, "warmup": {"cfg": cohort(2), "out": str(synth_dir / "warmup")}})
-    shutil.rmtree(synth_dir / "1x-serial", ignore_errors=True)
-    g = gen.result["jobs"]
+    def job(label: str, n: int, n_jobs: int, n_bold: int = 0) -> dict[str, Any]:
+        return {"label": label, "cfg": cohort(n, n_bold), "out": str(synth_dir / label), "n_jobs": n_jobs}
 
-    prep = {}
+    jobs = [job(k, n, prep_cfg.n_jobs) for k, n in sizes.items()]
+    jobs += [job("1x-serial", s.scale_base, 1), job("bold", s.n_bold, prep_cfg.n_jobs, s.n_bold)]
+    m: dict[str, Measured] = {}
+    log(f"bench speed: generating scratch cohorts {sizes} (+ {s.n_bold} with BOLD)")
+    m["synth"] = measured("synth", {"jobs": jobs, "warmup": {"cfg": cohort(2), "out": str(synth_dir / "warmup")}})
+    shutil.rmtree(synth_dir / "1x-serial", ignore_errors=True)
     for k in sizes:
         log(f"bench speed: preparing {k} ({sizes[k]} participants)")
-        prep[k] = measured("prep", {"root": str(synth_dir / k), "out": str(prep_dir / k),
-                                    "prep": to_dict(replace(prep_cfg, fmri_input="auto"))})
+        m[f"prep_{k}"] = measured("prep", {"root": str(synth_dir / k), "out": str(prep_dir / k),
+                                           "prep": to_dict(replace(prep_cfg, fmri_input="auto"))})
     for path in ("xcpd", "bold"):
         log(f"bench speed: preparing the BOLD cohort from {path}")
-        prep[f"bold-{path}"] = measured("prep", {"root": str(synth_dir / "bold"), "out": str(prep_dir / f"bold-{path}"),
-                                                 "prep": to_dict(replace(prep_cfg, fmri_input=path))})
+        m[f"prep_bold-{path}"] = measured("prep", {"root": str(synth_dir / "bold"), "out": str(prep_dir / f"bold-{path}"),
+                                                   "prep": to_dict(replace(prep_cfg, fmri_input=path))})
     log(f"bench speed: one training epoch on each of {list(sizes)}")
-    ep = measured("epochs", {"cohorts": {k: str(prep_dir / k) for k in sizes}, "model": to_dict(profile.model),
-                             "graph": to_dict(profile.graph), "batch_size": s.epoch_batch, "seed": s.seed})
-    epochs = ep.result
+    m["epochs"] = measured("epochs", {"cohorts": {k: str(prep_dir / k) for k in sizes}, "model": to_dict(profile.model),
+                                      "graph": to_dict(profile.graph), "batch_size": s.epoch_batch, "seed": s.seed})
     log("bench speed: input pipelines (prepared cohort vs MONAI)")
-    pipe = measured("pipeline", {"cohort": str(prep_dir / "1x"), "synth_root": str(synth_dir / "1x"),
-                                 "epochs": s.pipeline_epochs, "batch_size": s.pipeline_batch})
-    steps = {}
+    m["pipeline"] = measured("pipeline", {"cohort": str(prep_dir / "1x"), "synth_root": str(synth_dir / "1x"),
+                                          "epochs": s.pipeline_epochs, "batch_size": s.pipeline_batch})
     for step in s.steps:
         log(f"bench speed: training steps, {step.name} sizes")
-        steps[step.name] = measured("step", step_args(step, step_model(step), s.seed))
-        if step.name == "demo":
-            steps["demo_smri"] = measured("step", step_args(step, step_model(step, "smri"), s.seed))
-        if step.profile == "paper":
-            base = step_model(step, densenet={"checkpointing": False})
-            steps[f"{step.name}_no_checkpointing"] = measured("step", step_args(step, base, s.seed))
+        m[f"step_{step.name}"] = measured("step", step_args(step, step_model(step), s.seed))
+        base, _ = step_baseline(step)
+        model = (step_model(step, densenet={"checkpointing": False}) if step.profile == "paper"
+                 else step_model(step, "smri"))
+        m[f"step_{base}"] = measured("step", step_args(step, model, s.seed))
+    return m
 
-    p, bold_n, bold_t = prep, prep["bold-bold"].result, prep["bold-xcpd"].result
-    pr = pipe.result
+
+def step_baseline(step: StepSize) -> tuple[str, str]:
+    """(name, description) of the alternative a training step is compared with."""
+    if step.profile == "paper":
+        return f"{step.name}_no_checkpointing", "same without activation checkpointing"
+    return f"{step.name}_smri", "sMRI-only DenseNet (smri variant), same sizes"
+
+
+def prep_config(profile: Profile, s: BenchSettings):
+    cfg = profile.cohorts["camcan"].prep_config(profile.prep)
+    return cfg if s.prep_n_jobs is None else replace(cfg, n_jobs=s.prep_n_jobs)
+
+
+def scales(s: BenchSettings) -> dict[str, int]:
+    return {f"{k}x": s.scale_base * k for k in SCALES}
+
+
+def _throughput(m: dict[str, Measured], s: BenchSettings, n_jobs: int) -> dict[str, Any]:
+    g, sizes = m["synth"].result["jobs"], scales(s)
+    nifti, tsv, pr = m["prep_bold-bold"].result, m["prep_bold-xcpd"].result, m["pipeline"].result
     thr = {
         "synth": entry(g["1x"]["per_minute"], "participants/min", "one process (n_jobs=1)",
                        g["1x-serial"]["per_minute"], n=sizes["1x"], n_jobs=n_jobs,
-                       setup_seconds=round(gen.result["setup_seconds"], 1)),
-        "prep_tsv": entry(p["4x"].result["per_minute"], "participants/min",
-                          "NIfTI masker path (fmri_input=bold)", bold_n["per_minute"], n=sizes["4x"], n_jobs=n_jobs),
-        "prep_nifti": entry(bold_n["per_minute"], "participants/min", "XCP-D TSV path, same participants",
-                            bold_t["per_minute"], n=s.n_bold, n_jobs=n_jobs),
+                       setup_seconds=round(m["synth"].result["setup_seconds"], 1)),
+        "prep_tsv": entry(m["prep_4x"].result["per_minute"], "participants/min",
+                          "NIfTI masker path (fmri_input=bold)", nifti["per_minute"], n=sizes["4x"], n_jobs=n_jobs),
+        "prep_nifti": entry(nifti["per_minute"], "participants/min", "XCP-D TSV path, same participants",
+                            tsv["per_minute"], n=s.n_bold, n_jobs=n_jobs),
         "input_pipeline": entry(pr["prepared"]["samples_per_s"], "samples/s",
                                 "MONAI LoadImaged + Dataset (re-reading NIfTI)", pr["monai_dataset"]["samples_per_s"],
                                 aim_ratio=10, n=pr["n"], grid=pr["grid"], batch_size=pr["batch_size"]),
@@ -101,46 +114,57 @@ def speed(profile: Profile, s: BenchSettings, scratch: Path, log=print) -> dict[
                                          cache_fill_seconds=round(pr["monai_cache"]["fill_seconds"], 2)),
     }
     for step in s.steps:
-        r = steps[step.name].result
-        base_name, label = ((f"{step.name}_no_checkpointing", "same without activation checkpointing")
-                            if step.profile == "paper" else ("demo_smri", "sMRI-only DenseNet (smri variant), same sizes"))
+        r = m[f"step_{step.name}"].result
+        base, label = step_baseline(step)
         thr[f"train_step_{step.name}"] = entry(
-            r["samples_per_s"], "samples/s", label, steps[base_name].result["samples_per_s"],
+            r["samples_per_s"], "samples/s", label, m[f"step_{base}"].result["samples_per_s"],
             grid=list(step.t1_shape), n_roi=step.n_roi, batch_size=step.batch_size,
             parameters=r["parameters"], device="cpu", note=step.note)
+    return thr
 
-    mem = {"synth_peak_mb": gen.peak_mb, "prep_nifti_peak_mb": p["bold-bold"].peak_mb,
-           "prep_tsv_same_participants_peak_mb": p["bold-xcpd"].peak_mb, "pipeline_peak_mb": pipe.peak_mb}
-    mem.update({f"prep_{k}_peak_mb": p[k].peak_mb for k in sizes})
-    mem["epochs_peak_mb"] = ep.peak_mb
-    mem.update({f"train_step_{name}_peak_mb": m.peak_mb for name, m in steps.items()})
 
-    t = [p[k].result["seconds"] for k in sizes]
-    m = [p[k].peak_mb for k in sizes]
-    scaling = {
+def _memory(m: dict[str, Measured], s: BenchSettings) -> dict[str, float]:
+    mem = {"synth_peak_mb": m["synth"].peak_mb, "prep_nifti_peak_mb": m["prep_bold-bold"].peak_mb,
+           "prep_tsv_same_participants_peak_mb": m["prep_bold-xcpd"].peak_mb}
+    mem.update({f"prep_{k}_peak_mb": m[f"prep_{k}"].peak_mb for k in scales(s)})
+    mem.update({"epochs_peak_mb": m["epochs"].peak_mb, "pipeline_peak_mb": m["pipeline"].peak_mb})
+    mem.update({f"train_{k}_peak_mb": v.peak_mb for k, v in m.items() if k.startswith("step_")})
+    return mem
+
+
+def _scaling(m: dict[str, Measured], s: BenchSettings) -> dict[str, Any]:
+    sizes, g, ep = scales(s), m["synth"].result["jobs"], m["epochs"].result
+    t = [m[f"prep_{k}"].result["seconds"] for k in sizes]
+    mb = [m[f"prep_{k}"].peak_mb for k in sizes]
+    e = [ep[k]["epoch_seconds"] for k in sizes]
+    return {
         "participants": list(sizes.values()),
         "generation_seconds": [round(g[k]["seconds"], 2) for k in sizes],
-        "prep_seconds": [round(x, 2) for x in t], "prep_peak_mb": m,
-        "epoch_seconds": [round(epochs[k]["epoch_seconds"], 2) for k in sizes],
-        "epoch_dataset_seconds": [round(epochs[k]["dataset_seconds"], 2) for k in sizes],
+        "prep_seconds": [round(x, 2) for x in t], "prep_peak_mb": mb,
+        "epoch_seconds": [round(x, 2) for x in e],
+        "epoch_dataset_seconds": [round(ep[k]["dataset_seconds"], 2) for k in sizes],
         "prep_time_ratio_4x_over_1x": round(t[-1] / t[0], 2),
-        "prep_memory_ratio_4x_over_1x": round(m[-1] / m[0], 2),
-        "epoch_time_ratio_4x_over_1x": round(epochs["4x"]["epoch_seconds"] / epochs["1x"]["epoch_seconds"], 2),
+        "prep_memory_ratio_4x_over_1x": round(mb[-1] / mb[0], 2),
+        "epoch_time_ratio_4x_over_1x": round(e[-1] / e[0], 2),
+        "prep_at_most_linear": t[-1] / t[0] <= 4 * (1 + LINEAR_SLACK),
+        "prep_memory_flat": mb[-1] / mb[0] <= 1 + LINEAR_SLACK,
     }
-    scaling["prep_at_most_linear"] = scaling["prep_time_ratio_4x_over_1x"] <= 4 * 1.25
-    scaling["prep_memory_flat"] = scaling["prep_memory_ratio_4x_over_1x"] <= 1.25
-    notes = [f"Scratch cohorts: camcan-like at {synth_cfg.voxel_size:g} mm, {sizes} participants, prepared with "
-             f"n_jobs={n_jobs}; the NIfTI path uses {s.n_bold} participants who all have voxelwise BOLD."]
+
+
+def speed(profile: Profile, s: BenchSettings, scratch: Path, log=print) -> dict[str, Any]:
+    """``throughput``, ``memory`` and ``scaling`` sections, notes, and each process's wall/CPU time."""
+    m = _measure(profile, s, scratch, log)
+    n_jobs = prep_config(profile, s).n_jobs
+    scaling = _scaling(m, s)
+    notes = [f"Scratch cohorts: camcan-like at {profile.cohorts['camcan'].synth.voxel_size:g} mm, {scales(s)} "
+             f"participants, prepared with n_jobs={n_jobs}; the NIfTI path uses {s.n_bold} participants who all "
+             "have voxelwise BOLD."]
     if not scaling["prep_memory_flat"]:
-        notes.append("Preparation's peak memory grew by more than 25% from 1x to 4x participants.")
-    tasks = {"synth": gen, "pipeline": pipe, "epochs": ep, **{f"prep_{k}": v for k, v in p.items()},
-             **{f"step_{k}": v for k, v in steps.items()}}
-    processes = {k: {"wall_seconds": round(m.wall_seconds, 1), "cpu_seconds": round(m.cpu_seconds, 1)}
-                 for k, m in tasks.items()}
-    return {"throughput": thr, "memory": mem, "scaling": scaling, "notes": notes, "processes": processes,
-            "details": {"synth": gen.result, "prep": {k: v.result for k, v in p.items()},
-                        "epochs": epochs, "pipeline": pr,
-                        "steps": {k: v.result for k, v in steps.items()}}}
+        notes.append(f"Preparation's peak memory grew by more than {LINEAR_SLACK:.0%} from 1x to 4x participants.")
+    processes = {k: {"wall_seconds": round(v.wall_seconds, 1), "cpu_seconds": round(v.cpu_seconds, 1)}
+                 for k, v in m.items()}
+    return {"throughput": _throughput(m, s, n_jobs), "memory": _memory(m, s), "scaling": scaling, "notes": notes,
+            "processes": processes, "details": {k: v.result for k, v in m.items()}}
 
 
 def gpu(s: BenchSettings, device: str) -> dict[str, Any]:

@@ -174,3 +174,42 @@ def test_markdown_abide_table():
     lines = markdown.abide({"available": True, "n_folds": 5, "cohorts": {"abide": {"models": {"ridge-fc": model}}}})
     assert "| abide | ridge on FC | 3.70 | 0.75 | 3.60 | 0.10 [-0.10, 0.30] | 4 s |" in lines
     assert "Not available: no data" in markdown.abide({"available": False, "reason": "no data"})[0]
+
+
+def _fake_measurements(s):
+    from amage_core.bench.measure import Measured
+    from amage_core.bench.speed import scales, step_baseline
+
+    def m(result, peak=500.0):
+        return Measured(result, 2.0, 1.5, peak)
+
+    sizes = scales(s)
+    jobs = {k: {"seconds": n / 10, "per_minute": 600.0} for k, n in sizes.items()}
+    jobs["1x-serial"] = {"seconds": 1.0, "per_minute": 300.0}
+    out = {"synth": m({"setup_seconds": 3.0, "jobs": jobs})}
+    out.update({f"prep_{k}": m({"seconds": n / 5, "per_minute": 300.0}, 800.0 + n / 100) for k, n in sizes.items()})
+    out["prep_bold-bold"], out["prep_bold-xcpd"] = m({"per_minute": 10.0}), m({"per_minute": 100.0})
+    out["epochs"] = m({k: {"epoch_seconds": n / 20, "dataset_seconds": 0.1} for k, n in sizes.items()})
+    out["pipeline"] = m({"n": 8, "grid": [16, 20, 16], "batch_size": 4, "prepared": {"samples_per_s": 1000.0},
+                         "monai_dataset": {"samples_per_s": 50.0},
+                         "monai_cache": {"samples_per_s": 2000.0, "fill_seconds": 0.5}})
+    for step in s.steps:
+        out[f"step_{step.name}"] = m({"samples_per_s": 4.0, "parameters": 1000})
+        out[f"step_{step_baseline(step)[0]}"] = m({"samples_per_s": 2.0, "parameters": 900})
+    return out
+
+
+def test_speed_sections_from_measurements():
+    from amage_core.bench.speed import _memory, _scaling, _throughput
+
+    meas = _fake_measurements(QUICK)
+    thr = _throughput(meas, QUICK, n_jobs=2)
+    assert thr["input_pipeline"]["ratio"] == 20.0 and thr["input_pipeline_vs_cache"]["ratio"] == 0.5
+    assert thr["prep_tsv"]["ratio"] == 30.0 and thr["prep_nifti"]["ratio"] == 0.1 and thr["synth"]["ratio"] == 2.0
+    assert thr["train_step_demo"]["ratio"] == 2.0 and "checkpointing" in thr["train_step_paper"]["baseline"]
+    mem = _memory(meas, QUICK)
+    assert {"prep_1x_peak_mb", "prep_4x_peak_mb", "train_step_demo_peak_mb", "train_step_paper_peak_mb",
+            "train_step_paper_no_checkpointing_peak_mb", "epochs_peak_mb"} <= set(mem)
+    sc = _scaling(meas, QUICK)
+    assert sc["participants"] == [8, 16, 32] and sc["prep_time_ratio_4x_over_1x"] == 4.0
+    assert sc["prep_at_most_linear"] and sc["prep_memory_flat"]
