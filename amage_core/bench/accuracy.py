@@ -31,15 +31,26 @@ def _epoch_seconds(run_path: Path) -> float | None:
     return round(float(sum(pd.read_csv(f)["seconds"].sum() for f in files)), 1) if files else None
 
 
-def _metrics(run, seconds: float) -> dict[str, Any]:
-    """Pooled metrics of a run; ``seconds`` is this call's wall time (None when a finished run was
-    reused), ``epoch_seconds`` the training epochs' time recorded in the run itself."""
+def _metrics(run, seconds: float, earlier: dict[str, float]) -> dict[str, Any]:
+    """Pooled metrics of a run. ``seconds``: this call's wall time, None when a finished run was
+    reused; then ``computed_seconds`` is the time an earlier benchmark (``earlier``: run path ->
+    seconds) measured for it. ``epoch_seconds``: the training epochs' time the run recorded."""
     pooled = run.metrics["uncorrected"]["pooled"]
     corrected = run.metrics["corrected"]["pooled"]
+    measured = None if run.reused else round(seconds, 1)
     return {"mae": pooled["mae"], "rmse": pooled["rmse"], "r2": pooled["r2"], "r": pooled["pearson_r"],
             "gap_age_r": pooled["gap_age_r"], "mae_corrected": corrected["mae"], "n": pooled["n"],
-            "seconds": None if run.reused else round(seconds, 1), "reused": bool(run.reused),
+            "seconds": measured, "reused": bool(run.reused),
+            "computed_seconds": measured if measured is not None else earlier.get(str(run.path)),
             "epoch_seconds": _epoch_seconds(run.path), "run": str(run.path)}
+
+
+def earlier_seconds(previous: dict[str, Any] | None) -> dict[str, float]:
+    """Run path -> seconds it took to compute, from an earlier benchmark's results (if any)."""
+    acc = (previous or {}).get("accuracy", {})
+    models = [*acc.get("models", {}).values(), *acc.get("transfer", {}).get("models", {}).values()]
+    return {m["run"]: m.get("computed_seconds") or m.get("seconds") for m in models
+            if m.get("run") and (m.get("computed_seconds") or m.get("seconds"))}
 
 
 def _threads(model: str):
@@ -73,8 +84,11 @@ def setup(profile: Profile) -> dict[str, Any]:
                                                    "folds", "val_fraction", "protocol", "seed")}}
 
 
-def accuracy(profile: Profile, s: BenchSettings, device: str, progress: bool = True, log=print) -> dict[str, Any]:
-    """``accuracy`` section of the benchmark (see the module docstring)."""
+def accuracy(profile: Profile, s: BenchSettings, device: str, progress: bool = True, log=print,
+             previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``accuracy`` section of the benchmark (see the module docstring); ``previous``: an earlier
+    benchmark's results, for the computing time of runs reused now."""
+    earlier = earlier_seconds(previous)
     from amage_core import workflow as wf
 
     train = {"device": device}
@@ -88,14 +102,14 @@ def accuracy(profile: Profile, s: BenchSettings, device: str, progress: bool = T
         t0 = time.perf_counter()
         with _threads(model):
             run = wf.run(profile, "camcan", model, train=train, progress=progress)
-        models[model] = _metrics(run, time.perf_counter() - t0)
+        models[model] = _metrics(run, time.perf_counter() - t0, earlier)
     transfer: dict[str, Any] = {}
     for model in s.transfer_models:
         log(f"bench accuracy: {model} camcan-like -> oasis3-like")
         t0 = time.perf_counter()
         with _threads(model):
             run = wf.run(profile, "camcan", model, test_cohort="oasis3", train=train, progress=progress)
-        transfer[model] = _metrics(run, time.perf_counter() - t0)
+        transfer[model] = _metrics(run, time.perf_counter() - t0, earlier)
     oracle = _oracle(profile, "camcan")
     out = {"setup": setup(profile), "n_included": {"camcan": int(camcan.n), "oasis3": int(oasis3.n)},
            "data_seconds": round(data_seconds, 1), "models": models,
@@ -104,6 +118,7 @@ def accuracy(profile: Profile, s: BenchSettings, device: str, progress: bool = T
                         "oracle_mae": _oracle(profile, "oasis3").get("both"),
                         "oracle_mae_by_modality": _oracle(profile, "oasis3")}}
     out["verdict"] = verdict(models, oracle)
+    out["computing_seconds"] = round(sum(m["computed_seconds"] or 0 for m in (*models.values(), *transfer.values())), 1)
     return out
 
 
@@ -132,6 +147,11 @@ def verdict(models: dict[str, dict], oracle: dict[str, float]) -> dict[str, Any]
         notes.append("The oracle is an ideal observer of the latent ages; a model must first undo every "
                      "image-level nuisance (anatomy, head size, noise, scanner, motion, finite scans) from "
                      "a few hundred training participants, small CPU-sized encoders and a short schedule.")
+    amae_c = models["amagenet"].get("mae_corrected")
+    if amae_c is not None and amae_c < 0.8 * amae:
+        notes.append(f"Bias correction brings AMAge-Net from {amae:.2f} to {amae_c:.2f}: its predictions are "
+                     "pulled toward the mean age (regression to the mean), a sign of under-training at this "
+                     "schedule; the correction is fit on training data only.")
     if not better:
         notes.append(f"AMAge-Net ({amae:.2f}) is not better than every other model: {best} reaches "
                      f"{others[best]:.2f}.")

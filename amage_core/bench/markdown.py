@@ -30,6 +30,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 def _time(m: dict[str, Any]) -> str:
     if not m.get("reused"):
         return f"{_num(m.get('seconds'), 0)} s"
+    if m.get("computed_seconds"):
+        return f"reused (computed in {_num(m['computed_seconds'], 0)} s)"
     return f"reused ({_num(m['epoch_seconds'], 0)} s of epochs)" if m.get("epoch_seconds") else "reused"
 
 

@@ -81,7 +81,8 @@ def run_benchmark(profile_ref: str, out: Path, quick: bool = False, device: str 
             if device == "cuda" and not torch.cuda.is_available():
                 train_device = "cpu"
                 results["notes"].append("--device cuda without a usable GPU: the accuracy models trained on the CPU")
-            results["accuracy"] = accuracy(profile, s, train_device, progress, log)
+            previous = io.read_json(out) if Path(out).is_file() else None
+            results["accuracy"] = accuracy(profile, s, train_device, progress, log, previous)
         else:
             results["accuracy"] = {"models": {}, "oracle_mae": None, **skipped["accuracy"]}
         results["book"] = mach.book_timings(book_dir) if "book" in chosen else {"demo_seconds": None, **skipped["book"]}
