@@ -21,9 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                         help=f"run only these sections ({', '.join(SECTIONS)})")
     parser.add_argument("--book-page", type=Path, default=None,
-                        help=f"also write the Markdown here (full runs default to {BOOK_PAGE}; 'none': nowhere)")
+                        help="also write the Markdown here (full runs default to book/benchmarks/latest.md; 'none': nowhere)")
     parser.add_argument("--book-dir", type=Path, default=BOOK_PAGE.parents[1],
                         help="book folder whose chapters/_timings.json gives the demo book's time (default: book/)")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: re-write FILE.md (and the book's page) from an existing FILE.json")
     parser.add_argument("--keep-scratch", action="store_true", help="keep the scratch cohorts of the speed section")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -40,6 +42,12 @@ def run(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    if args.render:
+        from amage_core.io import read_json
+
+        md = write(read_json(args.out), args.out, page, results_too=False)
+        print(f"wrote {md}" + (f" (and {page})" if page else ""))
+        return 0
     results = run_benchmark(args.profile, args.out, quick=args.quick, device=args.device, workdir=args.workdir,
                             only=args.only, keep_scratch=args.keep_scratch, progress=not args.no_progress,
                             book_dir=args.book_dir, log=log)

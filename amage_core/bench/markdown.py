@@ -4,11 +4,18 @@ from __future__ import annotations
 from typing import Any
 
 from amage_core.bench.machine import describe
+from amage_core.bench.settings import BASELINE_MODELS, DEEP_MODELS
 
 LABELS = {"synth": "cohort generation", "prep_tsv": "preparation, XCP-D TSV path",
           "prep_nifti": "preparation, NIfTI masker path", "input_pipeline": "T1 input pipeline (prepared cohort)",
           "input_pipeline_vs_cache": "T1 input pipeline (prepared cohort)",
           "train_step_demo": "training step, demo sizes (CPU)", "train_step_paper": "training step, paper sizes (CPU)"}
+
+
+def _ordered(items: dict[str, Any], order) -> list[tuple[str, Any]]:
+    """``items`` in ``order`` (a JSON file read back has its keys sorted), unknown keys last."""
+    rank = {k: i for i, k in enumerate(order)}
+    return sorted(items.items(), key=lambda kv: rank.get(kv[0], len(rank)))
 
 
 def _num(x: Any, digits: int = 2) -> str:
@@ -19,6 +26,14 @@ def _num(x: Any, digits: int = 2) -> str:
     if isinstance(x, (int, float)):
         return f"{x:,.{digits}f}"
     return str(x)
+
+
+def _sig(x: Any) -> str:
+    """A throughput with about three significant digits (2,001; 49.6; 0.128)."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return _num(x)
+    size = abs(x)
+    return _num(x, 0 if size >= 100 else 1 if size >= 10 else 2 if size >= 1 else 3)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -37,7 +52,7 @@ def _time(m: dict[str, Any]) -> str:
 
 def _metric_rows(models: dict[str, dict]) -> list[list[Any]]:
     return [[name, _num(m["mae"]), _num(m["rmse"]), _num(m["r2"]), _num(m["r"]), _num(m.get("mae_corrected")),
-             _time(m)] for name, m in models.items()]
+             _time(m)] for name, m in _ordered(models, DEEP_MODELS + BASELINE_MODELS)]
 
 
 def accuracy(a: dict[str, Any]) -> list[str]:
@@ -74,10 +89,10 @@ def speed(r: dict[str, Any]) -> list[str]:
     thr, mem, sc = r.get("throughput") or {}, r.get("memory") or {}, r.get("scaling") or {}
     if not thr:
         return [f"Not run: {sc.get('skipped', '')}.", ""]
-    rows = [[LABELS.get(k, k), _num(e["value"], 1), e["unit"], e["baseline"], _num(e["baseline_value"], 1),
-             f"{_num(e['ratio'])}x"] for k, e in thr.items()]
+    rows = [[LABELS.get(k, k), _sig(e["value"]), e["unit"], e["baseline"], _sig(e["baseline_value"]),
+             f"{_num(e['ratio'])}x"] for k, e in _ordered(thr, LABELS)]
     out = ["### Throughput", ""] + _table(["measurement", "value", "unit", "against", "its value", "ratio"], rows)
-    notes = [f"- {LABELS.get(k, k)}: {e['note']}" for k, e in thr.items() if e.get("note")]
+    notes = [f"- {LABELS.get(k, k)}: {e['note']}" for k, e in _ordered(thr, LABELS) if e.get("note")]
     out += notes + ([""] if notes else [])
     out += ["### Peak memory (resident, whole process tree)", ""]
     out += _table(["measurement", "peak MB"], [[k.removesuffix("_peak_mb"), _num(v, 0)] for k, v in mem.items()])

@@ -97,12 +97,14 @@ def run_benchmark(profile_ref: str, out: Path, quick: bool = False, device: str 
     return results
 
 
-def write(results: dict[str, Any], out: Path, book_page: Path | None = None) -> Path:
-    """``out`` (JSON) and the Markdown beside it (same name, ``.md``); optionally the book's page."""
+def write(results: dict[str, Any], out: Path, book_page: Path | None = None, results_too: bool = True) -> Path:
+    """``out`` (JSON, unless ``results_too`` is false) and the Markdown beside it (same name, ``.md``);
+    optionally the book's page."""
     from amage_core.bench.markdown import render
 
     out = Path(out)
-    io.write_json(out, results)
+    if results_too:
+        io.write_json(out, results)
     text = render(results)
     md = out.with_suffix(".md")
     io.write_text(md, text)

@@ -213,3 +213,17 @@ def test_speed_sections_from_measurements():
     sc = _scaling(meas, QUICK)
     assert sc["participants"] == [8, 16, 32] and sc["prep_time_ratio_4x_over_1x"] == 4.0
     assert sc["prep_at_most_linear"] and sc["prep_memory_flat"]
+
+
+def test_gpu_section_is_skipped_with_a_note_without_cuda():
+    import torch
+
+    from amage_core.bench.speed import gpu
+    from amage_core.bench.train_tasks import cuda_step
+
+    assert "not requested" in gpu(QUICK, "cpu")["note"]
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the smoke run with --device cuda covers it")
+    skipped = gpu(QUICK, "cuda")
+    assert skipped["available"] is False and "is_available() is False" in skipped["note"]
+    assert cuda_step({}, {}) == {"available": False}
