@@ -186,7 +186,7 @@ def run_baseline(name: str, cohort: PreparedCohort, train_cfg: TrainConfig, out:
         "data": cohort_identity(cohort), "test_data": cohort_identity(test_cohort),
         "folds": stable_hash(fold_table.to_numpy().tolist()),
         "settings": {"ridge_alphas": RIDGE_ALPHAS.tolist(), "svr_c": list(SVR_C),
-                     "pca_variance": PCA_VARIANCE, "t1_max_voxels": T1_MAX_VOXELS,
+                     "pca_variance": PCA_VARIANCE, "stacked_pca_variance": STACKED_PCA_VARIANCE, "t1_max_voxels": T1_MAX_VOXELS,
                      "inner_folds": INNER_FOLDS, "forest_trees": FOREST_TREES},
     }
     names = fold_names(fold_table)
