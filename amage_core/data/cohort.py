@@ -16,7 +16,6 @@ plain ``.npy`` (no pickle) opened memory-mapped, so a training batch reads only 
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from amage_core.io import load_npy, read_json, sha256_file, write_json, write_npy, write_tsv
+from amage_core.io import (atomic_write, load_npy, read_json, sha256_file, write_json, write_npy,
+                           write_tsv)
 
 FORMAT_VERSION = 1
 ARRAYS = {"connectivity": "fmri", "t1": "smri", "tables": "table"}
@@ -95,23 +95,28 @@ def _check_participants(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def stream_npy(path: Path, shape: tuple[int, ...], rows: Iterable[np.ndarray]) -> None:
-    """Write a float32 ``.npy`` of ``shape`` row by row (memory stays one row), atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=tuple(shape))
-    try:
+    """Write a float32 ``.npy`` of ``shape`` row by row, atomically (:func:`atomic_write`).
+
+    Each row is written with a plain ``write`` after the ``.npy`` header, so memory stays one row:
+    a memory map of the output (``open_memmap``) would keep every written page resident in this
+    process, and its peak memory would grow by the whole array (205 MB for 2,000 x 160 x 160).
+    """
+    path, shape = Path(path), tuple(int(s) for s in shape)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+              "shape": shape}
+    with atomic_write(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
         n = 0
-        for i, row in enumerate(rows):
-            arr[i] = row
-            n = i + 1
+        for row in rows:
+            row = np.asarray(row, dtype=np.float32)
+            if n >= shape[0]:
+                raise ValueError(f"{path}: expected {shape[0]} rows, got more")
+            if row.shape != shape[1:]:
+                raise ValueError(f"{path}: row {n} has shape {row.shape}, expected {shape[1:]}")
+            fh.write(np.ascontiguousarray(row).data)
+            n += 1
         if n != shape[0]:
             raise ValueError(f"{path}: expected {shape[0]} rows, got {n}")
-        arr.flush()
-        del arr
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def finalize_cohort(out: Path, participants: pd.DataFrame, regions: pd.DataFrame | None,

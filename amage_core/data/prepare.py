@@ -5,9 +5,10 @@ participant in parallel (joblib over participants, tqdm progress): fMRI connecti
 table row, each with its QC. Each participant's result is written atomically to
 ``<out>/parts/<participant>/`` (its ``record.json`` last), so an interrupted run resumes where
 it stopped: finished participants are not recomputed. Once all are done, the arrays are
-assembled by streaming the parts into memory-mapped ``.npy`` files (memory does not grow with
-the cohort), the tables and ``manifest.json`` are written, the parts are removed, and the QC
-summary is printed and saved (``qc_summary.json``, ``qc_summary.tsv``).
+assembled by streaming the parts, one row at a time, into each ``.npy`` file (plain writes, no
+memory map of the output: peak memory does not grow with the cohort), the tables and
+``manifest.json`` are written, the parts are removed, and the QC summary is printed and saved
+(``qc_summary.json``, ``qc_summary.tsv``).
 
 Checks that need no image (duplicate IDs, missing or implausible age, source-level problems such
 as OASIS-3 sessions that are not cognitively normal) run for everyone first; with ``cfg.strict``
