@@ -32,9 +32,15 @@ def series(n_vol: int, n_regions: int, seed: int) -> np.ndarray:
     return factors @ rng.standard_normal((3, n_regions)) + rng.standard_normal((n_vol, n_regions))
 
 
-def write_timeseries_tsv(path: Path, ts: np.ndarray, names: list[str]) -> Path:
+def write_timeseries_tsv(path: Path, ts: np.ndarray, names: list[str], digits: int | None = None) -> Path:
+    """An XCP-D time-series TSV (header = region names, ``n/a`` for NaN). ``digits``: write that many
+    significant digits with ``np.savetxt`` (about 4x faster than pandas, for cohorts of thousands;
+    NaN is then written ``nan``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(ts, columns=names).to_csv(path, sep="\t", index=False, na_rep="n/a")
+    if digits is None:
+        pd.DataFrame(ts, columns=names).to_csv(path, sep="\t", index=False, na_rep="n/a")
+    else:
+        np.savetxt(path, ts, fmt=f"%.{digits}g", delimiter="\t", header="\t".join(names), comments="")
     return path
 
 
@@ -101,12 +107,12 @@ def fmriprep_anat(deriv: Path, sub: str, ses: str = "", seed: int = 0) -> tuple[
 
 
 def xcpd_tsv(deriv: Path, sub: str, atlas: str, ts: np.ndarray, names: list[str], ses: str = "",
-             naming: str = "new") -> Path:
+             naming: str = "new", digits: int | None = None) -> Path:
     folder = deriv / "xcp_d" / sub / (ses or "") / "func"
     stem = f"{sub}{'_' + ses if ses else ''}_task-rest_space-{SPACE}"
     name = (f"{stem}_seg-{atlas}_stat-mean_timeseries.tsv" if naming == "new"
             else f"{stem}_atlas-{atlas}_timeseries.tsv")
-    return write_timeseries_tsv(folder / name, ts, names)
+    return write_timeseries_tsv(folder / name, ts, names, digits)
 
 
 def fmriprep_confounds(deriv: Path, sub: str, n_vol: int, fd: float, ses: str = "") -> Path:
@@ -129,6 +135,42 @@ def dosenbach_names() -> list[str]:
     return list(load_atlas("dosenbach160").regions["name"])
 
 
+def write_bids_root(root: Path, participants: pd.DataFrame) -> Path:
+    """``dataset_description.json`` and ``participants.tsv`` of a BIDS dataset at ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text('{"Name": "fixture", "BIDSVersion": "1.8.0"}')
+    participants.to_csv(root / "participants.tsv", sep="\t", index=False)
+    return root
+
+
+def derivative_descriptions(deriv: Path, pipelines: tuple[str, ...] = ("fmriprep", "xcp_d")) -> None:
+    names = {"fmriprep": "fMRIPrep", "xcp_d": "XCP-D"}
+    for folder in pipelines:
+        (deriv / folder).mkdir(parents=True, exist_ok=True)
+        (deriv / folder / "dataset_description.json").write_text(f'{{"Name": "{names[folder]}"}}')
+
+
+def build_xcpd_cohort(root: Path, n: int, n_vol: int = 30, atlas: str = "dosenbach160") -> Path:
+    """A BIDS dataset of ``n`` participants with XCP-D time series only: no T1, no BOLD, no confounds.
+
+    ``sub-0001``... (ages 20-80, sexes alternating), each with ``derivatives/xcp_d/sub-X/func/``
+    ``sub-X_task-rest_space-MNI152NLin2009cAsym_seg-<atlas>_stat-mean_timeseries.tsv`` holding ``n_vol`` volumes of :func:`series` (seed = participant number, so the first ``k``
+    participants of any two such cohorts are the same files), 6 significant digits. About 4 ms a
+    participant (2,000 in ~8 s, 45 kB each at 30 volumes x 160 regions)."""
+    from amage_core.data.atlas import load_atlas
+
+    names = list(load_atlas(atlas).regions["name"])
+    width = max(4, len(str(n)))
+    subs = [f"sub-{i:0{width}d}" for i in range(1, n + 1)]
+    write_bids_root(root, pd.DataFrame({"participant_id": subs, "age": [20 + (i * 37) % 61 for i in range(n)],
+                                        "sex": ["M" if i % 2 else "F" for i in range(n)]}))
+    deriv = root / "derivatives"
+    for i, sub in enumerate(subs, start=1):
+        xcpd_tsv(deriv, sub, atlas, series(n_vol, len(names), i), names, digits=6)
+    derivative_descriptions(deriv, ("xcp_d",))
+    return root
+
+
 # Expected outcome of build_bids: participant -> reason category ("" = included).
 BIDS_EXPECTED = {
     "sub-01": "", "sub-02": "", "sub-03": "", "sub-04": "", "sub-05": "", "sub-06": "",
@@ -149,10 +191,7 @@ def build_bids(root: Path, n_vol: int = 40) -> Path:
             ("sub-09", 27, "F"), ("sub-10", 28, "F"), ("sub-11", 150, "M"), ("sub-12", "n/a", "F"),
             ("sub-13", 33, "M"), ("sub-13", 34, "M"), ("sub-14", 35, "F"), ("sub-15", 36, "M"),
             ("sub-16", 37, "F"), ("sub-17", 38, "M")]
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "dataset_description.json").write_text('{"Name": "fixture", "BIDSVersion": "1.8.0"}')
-    pd.DataFrame(rows, columns=["participant_id", "age", "sex"]).assign(dx="control").to_csv(
-        root / "participants.tsv", sep="\t", index=False)
+    write_bids_root(root, pd.DataFrame(rows, columns=["participant_id", "age", "sex"]).assign(dx="control"))
     for i, (sub, _, _) in enumerate(rows):
         if sub in ("sub-13",) and (deriv / "fmriprep" / sub).exists():
             continue
@@ -185,6 +224,5 @@ def build_bids(root: Path, n_vol: int = 40) -> Path:
             fmriprep_confounds(deriv, sub, n_vol, 0.9)
         elif sub == "sub-17":
             write_bold(root / sub / "func" / f"{sub}_task-rest_bold.nii.gz", 5, seed)
-    (deriv / "fmriprep" / "dataset_description.json").write_text('{"Name": "fMRIPrep"}')
-    (deriv / "xcp_d" / "dataset_description.json").write_text('{"Name": "XCP-D"}')
+    derivative_descriptions(deriv)
     return root
