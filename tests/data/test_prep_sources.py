@@ -183,3 +183,18 @@ def test_bids_table_modality_and_unknown_option(tmp_path):
     assert c.qc.set_index("participant_id").loc["sub-02", "reason"].startswith("unreadable table")
     with pytest.raises(ValueError, match="source bids"):
         scan_source("bids", root, None, fx.cfg(), no_such_option=1)
+
+
+def test_a_bids_dataset_with_xcpd_time_series_only_is_an_fmri_source(tmp_path):
+    root = fx.build_xcpd_cohort(tmp_path / "b", 3)
+    tsv = (root / "derivatives/xcp_d/sub-0002/func" /
+           "sub-0002_task-rest_space-MNI152NLin2009cAsym_seg-dosenbach160_stat-mean_timeseries.tsv")
+    assert tsv.is_file() and not list(root.rglob("*.nii*"))
+    scan = scan_source("bids", root, None, fx.cfg())
+    assert scan.modalities == frozenset({"fmri"}) and "T1 not offered" in scan.notes[0]
+    c = prepare_cohort("bids", root, tmp_path / "out", fx.cfg(), progress=False)   # modalities not given
+    assert c.n == 3 and c.modalities == frozenset({"fmri"}) and c.manifest["modalities"] == ["fmri"]
+    with pytest.raises(ValueError, match=r"source bids cannot provide \['smri'\] \(it offers \['fmri'\]"):
+        prepare_cohort("bids", root, tmp_path / "t1", fx.cfg(modalities=["smri"]), progress=False)
+    fx.fmriprep_anat(root / "derivatives", "sub-0001")       # one T1 anywhere: T1 is offered again
+    assert scan_source("bids", root, None, fx.cfg()).modalities == frozenset({"fmri", "smri"})

@@ -7,7 +7,10 @@
     <derivatives>/xcp_d*/sub-<id>/...        XCP-D, either naming
 
 Extra columns of participants.tsv (e.g. ``dx``) are carried into the prepared participants.tsv.
-A structural table (``table=PATH``, keyed by ``participant_id``) adds the table modality.
+A structural table (``table=PATH``, keyed by ``participant_id``) adds the table modality. T1
+(``smri``) is offered when at least one participant has a T1w (fMRIPrep MNI or raw BIDS); a dataset
+with fMRI derivatives only (e.g. XCP-D time series, as for ABIDE) is an fMRI-only source, noted in
+the manifest, instead of one where every participant is excluded for a missing T1.
 """
 from __future__ import annotations
 
@@ -76,6 +79,9 @@ def scan(root: Path, derivatives: Path | None, cfg: PrepConfig, cohort: str | No
         r.t1_raw, r.raw_bold = raw_files(root, r.participant_id, r.session)
         if feats is not None:
             r.table_row = feats.row(r.participant_id)
-    modalities = {"fmri", "smri"} | ({"table"} if feats is not None else set())
+    has_t1 = any(r.t1_mni is not None or r.t1_raw is not None for r in records)
+    modalities = {"fmri"} | ({"smri"} if has_t1 else set()) | ({"table"} if feats is not None else set())
+    notes = [] if has_t1 else ["no participant has a T1w (fMRIPrep space-MNI152NLin2009cAsym "
+                               "desc-preproc_T1w or raw BIDS anat/*_T1w): T1 not offered"]
     return SourceScan("bids", records, frozenset(modalities),
-                      table_columns=feats.columns if feats is not None else [])
+                      table_columns=feats.columns if feats is not None else [], notes=notes)
