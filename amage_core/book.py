@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -143,12 +144,40 @@ def run_chapters(
         io.write_json(stamps_path, stamps)
         log(f"[{i}/{len(plan)}] {nb.stem}: done in {seconds:.1f} s")
         results.append(ChapterResult(nb.stem, seconds, False))
-    timings = {r.name: r.seconds for r in results if not r.reused}
-    if timings:
-        old = io.read_json(out_dir / "_timings.json") if (out_dir / "_timings.json").exists() else {}
-        old.update(timings)
-        io.write_json(out_dir / "_timings.json", old)
+    record_timings(out_dir, profile.name, results)
     return results
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages: other work on the machine slows every measurement."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def record_timings(out_dir: Path, profile: str, results: list[ChapterResult],
+                   html_seconds: float | None = None) -> None:
+    """Record the run in ``out_dir/_timings.json``, per profile: ``chapters`` (each chapter's latest
+    execution time) and ``last_run`` (this run: wall seconds, executed and reused chapters, the HTML
+    build's seconds, load averages). A run that executed every chapter measures the whole book."""
+    path = Path(out_dir) / "_timings.json"
+    data = io.read_json(path) if path.is_file() else {}
+    if not isinstance(data.get("profiles"), dict):
+        data = {"profiles": {}}          # the earlier flat format mixed profiles: start again
+    entry = data["profiles"].setdefault(profile, {"chapters": {}})
+    entry["chapters"].update({r.name: round(r.seconds, 1) for r in results if not r.reused})
+    chapters_seconds = sum(r.seconds for r in results)
+    entry["last_run"] = {
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "executed": [r.name for r in results if not r.reused],
+        "reused": [r.name for r in results if r.reused],
+        "chapters_seconds": round(chapters_seconds, 1),
+        "html_seconds": None if html_seconds is None else round(html_seconds, 1),
+        "wall_seconds": round(chapters_seconds + (html_seconds or 0.0), 1),
+        "load_average_end": load_average(),
+    }
+    io.write_json(path, data)
 
 
 def _hide_parameter_cells(notebook: Path) -> None:
@@ -213,6 +242,9 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         print(f"  {r.name:<32} {'reused' if r.reused else f'{r.seconds:7.1f} s'}")
     if not args.no_html:
+        t_html = time.perf_counter()
         index = build_html(args.book_dir)
+        record_timings(Path(args.book_dir) / "chapters", load_profile(args.profile).name, results,
+                       html_seconds=time.perf_counter() - t_html)
         print(f"book built in {time.perf_counter() - t0:.0f} s: open {index}")
     return 0

@@ -79,13 +79,27 @@ def test_step_models_come_from_their_profiles():
 
 
 def test_book_timings(tmp_path):
+    from amage_core.book import ChapterResult, find_chapters, record_timings
+
     missing = machine.book_timings(tmp_path)
     assert missing["demo_seconds"] is None and "make book" in missing["note"]
-    (tmp_path / "chapters").mkdir()
-    (tmp_path / "chapters" / "_timings.json").write_text(json.dumps({"02_data": 30.0, "01_intro": 1.5}))
-    found = machine.book_timings(tmp_path)
-    assert found["demo_seconds"] == 31.5 and list(found["chapters"]) == ["01_intro", "02_data"]
-    assert found["within_aim"] is True
+    out = tmp_path / "chapters"
+    first, second = (nb.stem for nb in find_chapters()[:2])
+    record_timings(out, "demo", [ChapterResult(second, 30.0, False), ChapterResult(first, 1.5, False),
+                                 ChapterResult("00_removed_since", 99.0, False)])
+    partial = machine.book_timings(tmp_path)
+    assert partial["demo_seconds"] == 31.5 and list(partial["chapters"]) == [first, second]
+    assert partial["whole_run"] is False and "sum of each chapter" in partial["note"]
+    assert machine.book_timings(tmp_path, profile="paper")["demo_seconds"] is None   # kept per profile
+    every = [ChapterResult(nb.stem, 10.0, False) for nb in find_chapters()]
+    record_timings(out, "demo", every, html_seconds=20.0)
+    whole = machine.book_timings(tmp_path)
+    assert whole["whole_run"] is True and whole["demo_seconds"] == 10.0 * len(every) + 20.0
+    assert whole["within_aim"] is (whole["demo_seconds"] <= whole["aim_seconds"])
+    # a later run that reuses every chapter keeps the chapters' times but measures nothing whole
+    record_timings(out, "demo", [ChapterResult(nb.stem, 0.0, True) for nb in find_chapters()], html_seconds=5.0)
+    again = machine.book_timings(tmp_path)
+    assert again["whole_run"] is False and again["demo_seconds"] == 10.0 * len(every)
 
 
 def test_machine_names_cpu_cores_and_memory():
