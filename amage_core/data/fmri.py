@@ -50,7 +50,11 @@ def read_timeseries_tsv(path: Path, participant: str) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise QCError(participant, path, f"{UNREADABLE_TABLE}: {exc}") from exc
     df.columns = [str(c).strip() for c in df.columns]
-    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    # from the dtypes, not df[c] per column (a Series built per region cost as much as the read);
+    # a name duplicated once stripped counts as non-numeric, as df[c] (a DataFrame) did
+    dup = df.columns.duplicated(keep=False)
+    bad = [c for c, dtype, d in zip(df.columns, df.dtypes, dup)
+           if d or not pd.api.types.is_numeric_dtype(dtype)]
     if bad:
         raise QCError(participant, path, f"{UNREADABLE_TABLE}: non-numeric column(s) {bad[:3]}")
     return df
