@@ -17,7 +17,7 @@ from amage_core.models.densenet import DenseNetEncoder
 from amage_core.models.fusion import Fusion, RegressionHead
 from amage_core.models.gat import GraphEncoder
 from amage_core.models.sfcn import SFCNEncoder
-from amage_core.models.spec import Encoding, InputSpec, ModelOutput
+from amage_core.models.spec import Encoding, GraphEncoding, InputSpec, ModelOutput
 from amage_core.models.table import TableEncoder
 
 
@@ -141,18 +141,28 @@ class BrainAgeModel(nn.Module):
 
         Returns a :class:`ModelOutput` with pred (B,).
         """
-        fmri = None
-        if self.fmri_encoder is not None:
-            fmri = self.fmri_encoder(
-                _field(batch, "x"), _field(batch, "edge_index"), getattr(batch, "edge_attr", None),
-                _field(batch, "batch"), batch.num_graphs,
-            )
-        structural: Encoding | None = None
-        if self.smri_encoder is not None:
-            structural = self.smri_encoder(_field(batch, "t1"))
-        elif self.table_encoder is not None:
-            structural = self.table_encoder(_field(batch, "tab"))
+        return self.readout(self.encode_fmri(batch), self.encode_structural(batch))
 
+    def encode_fmri(self, batch: Batch) -> GraphEncoding | None:
+        """The fMRI branch alone (``None`` without one): tokens (B, T, d), embedding (B, d)."""
+        if self.fmri_encoder is None:
+            return None
+        return self.fmri_encoder(
+            _field(batch, "x"), _field(batch, "edge_index"), getattr(batch, "edge_attr", None),
+            _field(batch, "batch"), batch.num_graphs,
+        )
+
+    def encode_structural(self, batch: Batch) -> Encoding | None:
+        """The structural branch alone (T1 image or table; ``None`` without one)."""
+        if self.smri_encoder is not None:
+            return self.smri_encoder(_field(batch, "t1"))
+        if self.table_encoder is not None:
+            return self.table_encoder(_field(batch, "tab"))
+        return None
+
+    def readout(self, fmri: GraphEncoding | None, structural: Encoding | None) -> ModelOutput:
+        """Fusion (when both branches are used) and the regression head on encoded branches (so
+        attribution tools can hold one branch fixed while perturbing the other)."""
         gate, attention = None, {}
         if self.fusion is not None:
             embedding, gate, attention = self.fusion(fmri, structural)
