@@ -17,15 +17,29 @@ attributions are out-of-sample like the predictions. For each participant:
 Integrated Gradients here integrates along the straight path from a zero baseline with ``steps``
 midpoint samples; the graph structure (edges, weights) is held fixed, only node features are scaled.
 Results are written to ``<run>/attributions/`` as .npy files (no pickle) and reused.
+
+Occlusion sensitivity (:func:`compute_occlusion`, MONAI's ``monai.visualize.OcclusionSensitivity``) is
+costlier (one forward pass per patch position), so it explains an age-spread subset of each fold's
+held-out participants, again with the fold model that did not train on them:
+
+- ``t1_occlusion`` (D, H, W): mean over those participants of |predicted age with a Gaussian patch
+  occluded around the voxel - predicted age| (model units, as IG), the participant's fMRI graph fixed
+  (:class:`T1Only`);
+- ``t1_occlusion_region`` (n, R): that map averaged in the sphere around each atlas region.
+
+It lives in ``<run>/attributions/occlusion-<hash of its settings>/``.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+
+from torch import nn
 
 from amage_core import io
 from amage_core.config import GraphConfig, ModelConfig, from_dict
@@ -111,8 +125,11 @@ def compute(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray | None, rad
     from amage_core.train.scaler import AgeScaler
 
     out_dir = run.path / "attributions"
+    settings = {"steps": steps, "radius": radius}
     if (out_dir / "participants.tsv").is_file():
-        return load(out_dir)
+        # a set computed before settings.json was written is taken as it is
+        if not (out_dir / "settings.json").is_file() or io.read_json(out_dir / "settings.json") == settings:
+            return load(out_dir)
     ids = cohort.participants["participant_id"].astype(str).to_numpy()
     coords = cohort.regions[["x", "y", "z"]].to_numpy(dtype=float)
     collected: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
@@ -146,6 +163,7 @@ def compute(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray | None, rad
     arrays = {k: np.concatenate(v).astype(np.float32) for k, v in collected.items() if v}
     arrays.update({k: (v / len(pids)).astype(np.float32) for k, v in sums.items() if v is not None})
     result = Attributions(pids, folds, arrays)
+    io.write_json(out_dir / "settings.json", settings)
     save(result, out_dir)
     return result
 
@@ -170,3 +188,112 @@ def load(out_dir: Path) -> Attributions:
     table = pd.read_csv(out_dir / "participants.tsv", sep="\t", dtype=str)
     arrays = {p.stem: np.asarray(io.load_npy(p, mmap=False)) for p in out_dir.glob("*.npy")}
     return Attributions(list(table["participant_id"]), list(table["fold"]), arrays)
+
+
+class T1Only(nn.Module):
+    """``model`` as a function of the T1 alone: the other inputs of one participant (its fMRI graph)
+    are held fixed, so image tools (``monai.visualize``) can perturb the T1.
+
+    ``data`` is the participant's ``Data`` (as :class:`~amage_core.train.dataset.CohortDataset` gives
+    it). A model with ``encode_fmri`` / ``readout`` (:class:`~amage_core.models.amagenet.BrainAgeModel`)
+    encodes the fixed graph once; any other model gets a batch of copies of the participant.
+    Shapes: forward(t1 (n, 1, D, H, W)) -> (n, 1) predicted age (model units)."""
+
+    def __init__(self, model: nn.Module, data) -> None:
+        from torch_geometric.data import Batch
+
+        super().__init__()
+        self.model = model
+        self.data = data
+        self._batches: dict[int, object] = {}
+        self.fmri = None
+        self.split = all(hasattr(model, a) for a in ("encode_fmri", "readout", "smri_encoder"))
+        if self.split:
+            with torch.no_grad():
+                self.fmri = model.encode_fmri(Batch.from_data_list([data]))
+
+    def forward(self, t1: torch.Tensor) -> torch.Tensor:
+        from torch_geometric.data import Batch
+
+        from amage_core.models.spec import GraphEncoding
+
+        n = len(t1)
+        if self.split:
+            fmri = None
+            if self.fmri is not None:
+                f = self.fmri
+                fmri = GraphEncoding(tokens=f.tokens.expand(n, -1, -1), embedding=f.embedding.expand(n, -1),
+                                     mask=None if f.mask is None else f.mask.expand(n, -1))
+            return self.model.readout(fmri, self.model.smri_encoder(t1)).pred[:, None]
+        if n not in self._batches:
+            self._batches[n] = Batch.from_data_list([self.data] * n)
+        batch = self._batches[n]
+        batch.t1 = t1
+        return self.model(batch).pred[:, None]
+
+
+def occlusion_map(model: nn.Module, data, mask_size: int = 8, overlap: float = 0.5,
+                  n_batch: int = 16) -> np.ndarray:
+    """|pred(T1 with a Gaussian patch occluded) - pred(T1)| for one participant: (D, H, W).
+
+    ``monai.visualize.OcclusionSensitivity`` slides a ``mask_size`` patch (voxels) with ``overlap``;
+    in its ``gaussian`` mode the patch is multiplied by 1 - a Gaussian (0 at its centre: the zero
+    baseline of IG) and the patch predictions are blended with Gaussian weights."""
+    from monai.visualize import OcclusionSensitivity
+
+    wrapper = T1Only(model, data).eval()
+    t1 = data.t1.detach()
+    occlusion = OcclusionSensitivity(wrapper, mask_size=mask_size, n_batch=n_batch, mode="gaussian",
+                                     overlap=overlap, activate=False, verbose=False)
+    with torch.no_grad(), warnings.catch_warnings():
+        # MONAI 1.6 indexes with lists, which torch >= 2.8 warns about on every patch
+        warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
+        full = wrapper(t1)[0, 0]
+        occluded, _ = occlusion(t1)
+    occluded = occluded.as_tensor() if hasattr(occluded, "as_tensor") else occluded  # MetaTensor
+    return (occluded[0, 0] - full).abs().numpy()
+
+
+def spread_by_age(rows: np.ndarray, ages: np.ndarray, k: int) -> np.ndarray:
+    """``k`` of ``rows`` evenly spaced in age (all of them when ``k`` >= their number), in row order."""
+    rows = np.asarray(rows)
+    if k >= len(rows):
+        return rows
+    order = rows[np.argsort(ages[rows], kind="stable")]
+    return np.sort(order[np.round(np.linspace(0, len(rows) - 1, k)).astype(int)])
+
+
+def compute_occlusion(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray | None, radius: float,
+                      per_fold: int = 8, mask_size: int = 8, overlap: float = 0.5,
+                      n_batch: int = 16) -> Attributions:
+    """Occlusion sensitivity of the T1 (see the module docstring) for ``per_fold`` held-out
+    participants of each fold (spread over the fold's age range), each explained by its fold's model;
+    cached per setting."""
+    from amage_core.train.dataset import CohortDataset
+    from amage_core.train.scaler import AgeScaler
+
+    settings = {"per_fold": per_fold, "mask_size": mask_size, "overlap": overlap, "radius": radius}
+    out_dir = run.path / "attributions" / f"occlusion-{io.stable_hash(settings)}"
+    if (out_dir / "participants.tsv").is_file():
+        return load(out_dir)
+    ids = cohort.participants["participant_id"].astype(str).to_numpy()
+    ages = cohort.participants["age"].to_numpy(dtype=float)
+    coords = cohort.regions[["x", "y", "z"]].to_numpy(dtype=float)
+    maps, pids, folds = [], [], []
+    for name, model, rows in fold_models(run.path, cohort):
+        if "smri" not in model.modalities:
+            raise ValueError(f"{run.path}: a model without a T1 branch has no T1 occlusion map")
+        chosen = spread_by_age(rows, ages, per_fold)
+        dataset = CohortDataset(cohort, chosen, graph_cfg, AgeScaler(0.0, 100.0, ()), model.modalities)
+        for i in range(len(dataset)):
+            maps.append(occlusion_map(model, dataset[i], mask_size, overlap, n_batch))
+        pids += list(ids[chosen])
+        folds += [name] * len(chosen)
+    maps = np.stack(maps)
+    arrays = {"t1_occlusion": maps.mean(0).astype(np.float32)}
+    if t1_grid is not None:
+        arrays["t1_occlusion_region"] = sphere_means(maps, t1_grid, coords, radius).astype(np.float32)
+    result = Attributions(pids, folds, arrays)
+    io.write_json(out_dir / "settings.json", settings)
+    save(result, out_dir)
+    return result

@@ -1,15 +1,26 @@
-"""Region and network summaries of attributions, their stability across folds, and their agreement
-with the ground truth of a synthetic cohort.
+"""Region and network summaries of attributions, their stability across folds and training seeds,
+their agreement with the ground truth of a synthetic cohort, and their differences between the sexes.
 
 Region importance is averaged over held-out participants. Agreement with the truth is measured as
 the AUROC of the importance ranking for the regions where aging was injected (structural hotspots;
 regions of the networks whose connectivity declines fastest), and as the Spearman correlation with the
 injected effect size. A random ranking has AUROC 0.5: the permutation column gives the 95th
 percentile of AUROC under random rankings of the same regions, the bar a real finding must clear.
+
+Stability: :func:`fold_stability` compares the folds of one run (each explains its own held-out
+participants), :func:`seed_stability` runs trained with different seeds (other folds, other
+initialisations) that each explain every participant.
+
+Sexes (:func:`sex_difference`): the region rankings of models trained on one sex each are compared
+(Spearman), and on a synthetic cohort the male-minus-female difference of the rankings is checked
+against the regions where aging was injected faster in males (``smri_male_rate_ratio``,
+``fmri_male_decline_ratio`` of ``regions_truth.tsv``).
 """
 from __future__ import annotations
 
 import itertools
+import warnings
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,16 +29,31 @@ from sklearn.metrics import roc_auc_score
 
 from amage_core.interpret.attributions import Attributions
 
-MEASURES = {"roi_ig": "fMRI IG", "roi_score": "fMRI node weight", "t1_ig_region": "T1 IG"}
+MEASURES = {"roi_ig": "fMRI IG", "roi_score": "fMRI node weight", "t1_ig_region": "T1 IG",
+            "t1_occlusion_region": "T1 occlusion"}
+MODALITY = {"fMRI IG": "fmri", "fMRI node weight": "fmri", "T1 IG": "smri", "T1 occlusion": "smri"}
+# regions_truth.tsv: a region ages "faster in males" above this male/female rate ratio (T1) or above 1 (fMRI)
+MALE_FASTER_RATIO = 1.05
 
 
-def region_table(attr: Attributions, regions: pd.DataFrame) -> pd.DataFrame:
-    """Mean importance per atlas region (rows of ``regions``) for each available measure."""
+def _find(attrs, key: str) -> np.ndarray | None:
+    """``key`` from the first of ``attrs`` (one Attributions or several) that has it."""
+    for attr in [attrs] if isinstance(attrs, Attributions) else attrs:
+        if attr.get(key) is not None:
+            return attr.get(key)
+    return None
+
+
+def region_table(attr: Attributions, regions: pd.DataFrame, *others: Attributions) -> pd.DataFrame:
+    """Mean importance per atlas region (rows of ``regions``) for each available measure of ``attr``
+    and of ``others`` (e.g. the occlusion of :func:`~amage_core.interpret.attributions.compute_occlusion`)."""
     table = regions[["name", "network"]].copy()
     for key, label in MEASURES.items():
-        values = attr.get(key)
+        values = _find([attr, *others], key)
         if values is not None and values.shape[1] == len(regions):
-            table[label] = np.nanmean(values, axis=0)
+            with warnings.catch_warnings():   # a region outside the T1 grid is NaN for everyone
+                warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)
+                table[label] = np.nanmean(values, axis=0)
     return table
 
 
@@ -38,15 +64,43 @@ def network_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(measures[0], ascending=False) if measures else out
 
 
+def _mean_pairwise_spearman(rankings: list[np.ndarray]) -> float | None:
+    pairs = [stats.spearmanr(a, b, nan_policy="omit").statistic for a, b in itertools.combinations(rankings, 2)]
+    return float(np.mean(pairs)) if pairs else None
+
+
 def fold_stability(attr: Attributions, key: str) -> float | None:
     """Mean pairwise Spearman correlation between folds of the region importance ``key``."""
     values = attr.get(key)
     if values is None:
         return None
     folds = np.asarray(attr.fold)
-    per_fold = [np.nanmean(values[folds == f], axis=0) for f in sorted(set(folds))]
-    pairs = [stats.spearmanr(a, b, nan_policy="omit").statistic for a, b in itertools.combinations(per_fold, 2)]
-    return float(np.mean(pairs)) if pairs else None
+    return _mean_pairwise_spearman([np.nanmean(values[folds == f], axis=0) for f in sorted(set(folds))])
+
+
+def seed_stability(runs, key: str) -> float | None:
+    """Mean pairwise Spearman correlation of the region importance ``key`` (mean over each run's
+    participants) between runs trained with different seeds; ``None`` with fewer than two runs
+    having ``key``. Each element of ``runs`` is one run's Attributions (or a list of them)."""
+    found = [v for v in (_find(r, key) for r in runs) if v is not None]
+    return _mean_pairwise_spearman([np.nanmean(v, axis=0) for v in found]) if len(found) > 1 else None
+
+
+def stability_table(runs: Mapping[str, Attributions | Sequence[Attributions]]) -> pd.DataFrame:
+    """One row per measure: its fold stability within each run (``runs`` maps a label, e.g.
+    ``"seed 42"``, to the run's Attributions or a list of them) and its stability across the runs."""
+    rows = {}
+    for key, label in MEASURES.items():
+        row = {}
+        for name, attrs in runs.items():
+            for attr in [attrs] if isinstance(attrs, Attributions) else attrs:
+                if attr.get(key) is not None:
+                    row[f"across folds ({name})"] = fold_stability(attr, key)
+                    break
+        if row:
+            row["across seeds"] = seed_stability(list(runs.values()), key)
+            rows[label] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("measure").astype(float).round(3)
 
 
 def _auroc_vs_random(score: np.ndarray, truth: np.ndarray, n_perm: int, rng) -> tuple[float, float]:
@@ -57,22 +111,31 @@ def _auroc_vs_random(score: np.ndarray, truth: np.ndarray, n_perm: int, rng) -> 
     return float(auc), float(np.percentile(null, 95))
 
 
-def truth_agreement(table: pd.DataFrame, truth_regions: pd.DataFrame, n_perm: int = 1000, seed: int = 0
-                    ) -> pd.DataFrame:
-    """How well region importance recovers the injected aging (see the module docstring).
-
-    ``truth_regions`` is ``regions_truth.tsv`` of the synthetic cohort (joined on region name)."""
-    rng = np.random.default_rng(seed)
+def _with_truth(table: pd.DataFrame, truth_regions: pd.DataFrame) -> pd.DataFrame:
     merged = table.merge(truth_regions.drop(columns=["network"]), on="name", how="inner")
     if merged.empty:
         raise ValueError("no region of the attribution table matches the truth table (different atlas?)")
+    return merged
+
+
+def truth_agreement(table: pd.DataFrame, truth_regions: pd.DataFrame, n_perm: int = 1000, seed: int = 0,
+                    sex: str | None = None) -> pd.DataFrame:
+    """How well region importance recovers the injected aging (see the module docstring).
+
+    ``truth_regions`` is ``regions_truth.tsv`` of the synthetic cohort (joined on region name).
+    ``sex="M"`` takes the males' effect sizes (the injected rates times the male/female ratios), for
+    a model trained on males only; the default (and ``"F"``) the females' rates, the reference ones."""
+    rng = np.random.default_rng(seed)
+    merged = _with_truth(table, truth_regions)
+    male = sex == "M"
+    gm_loss = merged["smri_gm_loss_per_decade"].to_numpy(dtype=float)
     decline = merged["fmri_loading_decline_per_decade"].to_numpy(dtype=float)
-    targets = {
-        "T1 IG": ("structural hotspot regions", merged["smri_hotspot"].astype(bool).to_numpy(),
-                  merged["smri_gm_loss_per_decade"].to_numpy(dtype=float)),
-        "fMRI IG": ("regions of fast-declining networks", decline > np.median(decline), decline),
-        "fMRI node weight": ("regions of fast-declining networks", decline > np.median(decline), decline),
-    }
+    if male:
+        gm_loss = gm_loss * merged["smri_male_rate_ratio"].to_numpy(dtype=float)
+        decline = decline * merged["fmri_male_decline_ratio"].to_numpy(dtype=float)
+    hotspot = ("structural hotspot regions", merged["smri_hotspot"].astype(bool).to_numpy(), gm_loss)
+    fast = ("regions of fast-declining networks", decline > np.median(decline), decline)
+    targets = {m: hotspot if modality == "smri" else fast for m, modality in MODALITY.items()}
     rows = []
     for measure, (label, positive, effect) in targets.items():
         if measure not in merged or positive.all() or not positive.any():
@@ -82,4 +145,53 @@ def truth_agreement(table: pd.DataFrame, truth_regions: pd.DataFrame, n_perm: in
         rho = stats.spearmanr(score, effect, nan_policy="omit").statistic
         rows.append({"measure": measure, "truth": label, "AUROC": auc, "random AUROC (95th pct)": null95,
                      "Spearman with effect size": float(rho), "regions": int(np.isfinite(score).sum())})
+    return pd.DataFrame(rows).set_index("measure").round(3)
+
+
+def network_tables(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """:func:`network_table` of several region tables side by side (e.g. one per sex): columns
+    (measure, table label), networks ranked by the first measure of the first table."""
+    out = pd.concat({name: network_table(t) for name, t in tables.items()}, axis=1)
+    out = out.swaplevel(axis=1)
+    measures = [m for m in MEASURES.values() if m in out.columns.get_level_values(0)]
+    out = out[[(m, name) for m in measures for name in tables if (m, name) in out]]
+    return out.sort_values(out.columns[0], ascending=False) if len(out.columns) else out
+
+
+def sex_difference(tables: Mapping[str, pd.DataFrame], truth_regions: pd.DataFrame | None = None,
+                   n_perm: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Region importance of models trained on females (``tables["F"]``) and on males (``tables["M"]``).
+
+    Per measure: the Spearman correlation of the two rankings, and with ``truth_regions`` (a synthetic
+    cohort's ``regions_truth.tsv``) whether the male-minus-female difference of the rankings
+    (percentile ranks) picks out the regions where aging was injected faster in males: AUROC against
+    a random ranking's 95th percentile, and the Spearman correlation with the injected male excess
+    (the female rate times the ratio minus one)."""
+    rng = np.random.default_rng(seed)
+    f, m = tables["F"], tables["M"]
+    both = f.merge(m, on=["name", "network"], suffixes=(" F", " M"))
+    if truth_regions is not None:
+        both = _with_truth(both, truth_regions)
+        excess = {
+            "smri": (both["smri_male_rate_ratio"].to_numpy(dtype=float) > MALE_FASTER_RATIO,
+                     both["smri_gm_loss_per_decade"] * (both["smri_male_rate_ratio"] - 1)),
+            "fmri": (both["fmri_male_decline_ratio"].to_numpy(dtype=float) > 1.0,
+                     both["fmri_loading_decline_per_decade"] * (both["fmri_male_decline_ratio"] - 1)),
+        }
+    rows = []
+    for measure in MEASURES.values():
+        if f"{measure} F" not in both or f"{measure} M" not in both:
+            continue
+        sf, sm = both[f"{measure} F"], both[f"{measure} M"]
+        row = {"measure": measure, "Spearman F vs M": float(stats.spearmanr(sf, sm, nan_policy="omit").statistic)}
+        if truth_regions is not None:
+            positive, effect = excess[MODALITY[measure]]
+            diff = (sm.rank(pct=True) - sf.rank(pct=True)).to_numpy(dtype=float)
+            if positive.any() and not positive.all():
+                auc, null95 = _auroc_vs_random(diff, positive, n_perm, rng)
+                row.update({"truth": f"regions aging faster in males ({int(positive.sum())})",
+                            "AUROC (M - F ranks)": auc, "random AUROC (95th pct)": null95,
+                            "Spearman with male excess": float(stats.spearmanr(
+                                diff, effect, nan_policy="omit").statistic)})
+        rows.append(row)
     return pd.DataFrame(rows).set_index("measure").round(3)

@@ -111,3 +111,126 @@ def test_compute_explains_every_participant_once_out_of_sample(tiny_run):
     assert np.array_equal(again.get("roi_ig"), attr.get("roi_ig"))
     table = regions.region_table(attr, cohort.regions)
     assert {"fMRI IG", "T1 IG"} <= set(table.columns) and len(regions.network_table(table)) == 3
+
+
+def _attr(values, folds=("0", "0", "1", "1", "2", "2"), key="roi_ig"):
+    return attributions.Attributions([str(i) for i in range(len(folds))], list(folds), {key: np.asarray(values, float)})
+
+
+def test_seed_stability_compares_runs_and_the_table_lists_folds_and_seeds():
+    base = np.tile(np.arange(10.0), (6, 1))
+    a, same, reverse = _attr(base), _attr(base + 1), _attr(-base)
+    assert regions.seed_stability([a, same], "roi_ig") == pytest.approx(1.0)
+    assert regions.seed_stability([a, reverse], "roi_ig") == pytest.approx(-1.0)
+    assert regions.seed_stability([a], "roi_ig") is None and regions.seed_stability([a, same], "t1_ig_region") is None
+    occ = _attr(base[:2], folds=("0", "1"), key="t1_occlusion_region")
+    table = regions.stability_table({"seed 1": [a, occ], "seed 2": same})
+    assert table.loc["fMRI IG"].tolist() == [1.0, 1.0, 1.0]
+    assert table.loc["T1 occlusion", "across folds (seed 1)"] == 1.0
+    assert np.isnan(table.loc["T1 occlusion", "across seeds"]) and np.isnan(table.loc["T1 occlusion", "across folds (seed 2)"])
+
+
+def test_region_table_takes_measures_from_several_attribution_sets():
+    region_info = pd.DataFrame({"name": ["a", "b", "c"], "network": ["n1", "n1", "n2"]})
+    ig = _attr(np.tile([1.0, 2.0, 3.0], (6, 1)))
+    occ = _attr([[3.0, np.nan, 1.0]], folds=("0",), key="t1_occlusion_region")
+    table = regions.region_table(ig, region_info, occ)
+    assert table["fMRI IG"].tolist() == [1.0, 2.0, 3.0] and table["T1 occlusion"].iloc[[0, 2]].tolist() == [3.0, 1.0]
+
+
+def _sex_truth(n=80, seed=0):
+    """Half of the regions age 25% faster in males (T1), a quarter's networks 30% faster (fMRI)."""
+    rng = np.random.default_rng(seed)
+    truth = _truth(n, seed)
+    truth["smri_male_rate_ratio"] = np.where(np.arange(n) % 2 == 0, 1.25, 1.0)
+    truth["fmri_male_decline_ratio"] = np.where(np.arange(n) < n // 4, 1.3, 1.0)
+    truth["smri_gm_loss_per_decade"] = rng.uniform(0.02, 0.06, n)
+    return truth
+
+
+def test_sex_difference_finds_the_regions_that_age_faster_in_males():
+    truth = _sex_truth()
+    rng = np.random.default_rng(2)
+    base = rng.uniform(1, 2, len(truth))
+    female = truth[["name", "network"]].assign(**{"T1 IG": base, "fMRI IG": base})
+    male = female.assign(**{"T1 IG": base * truth.smri_male_rate_ratio ** 4, "fMRI IG": rng.permutation(base)})
+    table = regions.sex_difference({"F": female, "M": male}, truth)
+    t1, fmri = table.loc["T1 IG"], table.loc["fMRI IG"]
+    assert t1["AUROC (M - F ranks)"] > 0.9 > t1["random AUROC (95th pct)"] and t1["Spearman with male excess"] > 0.5
+    assert fmri["AUROC (M - F ranks)"] < fmri["random AUROC (95th pct)"]   # a shuffled male ranking
+    assert t1["Spearman F vs M"] > fmri["Spearman F vs M"]
+    assert "AUROC (M - F ranks)" not in regions.sex_difference({"F": female, "M": male})   # no truth: no check
+    nets = regions.network_tables({"F": female, "M": male})
+    assert list(nets.columns) == [("fMRI IG", "F"), ("fMRI IG", "M"), ("T1 IG", "F"), ("T1 IG", "M")]
+
+
+def test_truth_agreement_for_males_uses_the_male_effect_sizes():
+    truth = _sex_truth()
+    male_rate = truth.smri_gm_loss_per_decade * truth.smri_male_rate_ratio
+    table = truth[["name", "network"]].assign(**{"T1 IG": male_rate.to_numpy()})
+    male = regions.truth_agreement(table, truth, sex="M").loc["T1 IG", "Spearman with effect size"]
+    female = regions.truth_agreement(table, truth).loc["T1 IG", "Spearman with effect size"]
+    assert male == pytest.approx(1.0) and female < male - 0.02
+
+
+class _CornerModel(torch.nn.Module):
+    """A T1 'model' whose prediction is the mean of the first 4^3 corner of the volume."""
+
+    modalities = frozenset({"smri"})
+
+    def forward(self, batch):
+        from amage_core.models.spec import ModelOutput
+
+        pred = batch.t1[:, 0, :4, :4, :4].mean((1, 2, 3))
+        return ModelOutput(pred=pred, embedding=pred[:, None])
+
+
+def test_occlusion_changes_the_output_where_the_model_looks():
+    from amage_core.data.graph import participant_data
+
+    data = participant_data(y=0.5, idx=0, t1=np.ones((16, 16, 16), np.float32))
+    occ = attributions.occlusion_map(_CornerModel().eval(), data, mask_size=4, overlap=0.5)
+    assert occ.shape == (16, 16, 16) and np.isfinite(occ).all() and (occ >= 0).all()
+    assert occ[:4, :4, :4].mean() > 0.05 and occ[8:, 8:, 8:].max() < 1e-6
+
+
+def test_t1_only_holds_the_graph_fixed_and_matches_the_full_model():
+    from torch_geometric.data import Batch
+
+    spec = tiny_spec()
+    model = build_model(tiny_config("amagenet"), spec).eval()
+    batch = random_batch(spec, batch_size=1, seed=3)
+    data = batch.get_example(0)
+    wrapper = attributions.T1Only(model, data)
+    t1 = torch.cat([data.t1, torch.zeros_like(data.t1)])
+    with torch.no_grad():
+        out = wrapper(t1)
+        expected = model(Batch.from_data_list([data, data.clone().update({"t1": t1[1:]})])).pred
+    assert wrapper.split and out.shape == (2, 1)
+    assert torch.allclose(out[:, 0], expected, atol=1e-5)
+
+
+def test_spread_by_age_covers_the_age_range():
+    ages = np.array([50.0, 20, 80, 30, 70, 60, 40])
+    rows = np.array([0, 1, 2, 3, 4, 6])
+    chosen = attributions.spread_by_age(rows, ages, 3)
+    assert list(chosen) == [1, 2, 6] and list(attributions.spread_by_age(rows, ages, 10)) == list(rows)
+
+
+def test_occlusion_of_a_run_is_out_of_sample_on_an_age_spread_subset(tiny_run):
+    cohort, run = tiny_run
+    grid = np.diag([4.0, 4.0, 4.0, 1.0])
+    grid[:3, 3] = -30
+    occ = attributions.compute_occlusion(run, cohort, GraphConfig(topk=4), grid, radius=6.0, per_fold=3,
+                                         mask_size=8, overlap=0.25)
+    folds = pd.read_csv(run.path / "folds.tsv", sep="\t", dtype=str).set_index("participant_id")["fold"]
+    assert len(occ.participant_id) == 6 and all(folds[p] == f for p, f in zip(occ.participant_id, occ.fold))
+    assert occ.get("t1_occlusion").shape == TINY_T1_SHAPE and np.isfinite(occ.get("t1_occlusion")).all()
+    assert occ.get("t1_occlusion_region").shape == (6, cohort.regions.shape[0])
+    assert occ.get("t1_occlusion").max() > 0
+    again = attributions.compute_occlusion(run, cohort, GraphConfig(topk=4), grid, radius=6.0, per_fold=3,
+                                           mask_size=8, overlap=0.25)
+    assert np.array_equal(again.get("t1_occlusion"), occ.get("t1_occlusion"))
+    table = regions.region_table(attributions.compute(run, cohort, GraphConfig(topk=4), grid, 6.0, steps=4),
+                                 cohort.regions, occ)
+    assert "T1 occlusion" in table and regions.fold_stability(occ, "t1_occlusion_region") is not None
