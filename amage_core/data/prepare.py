@@ -171,7 +171,7 @@ def prepare_cohort(source: str, root: str | Path, out: str | Path, cfg: PrepConf
     from tqdm.auto import tqdm
 
     from amage_core.data.atlas import load_atlas
-    from amage_core.data.smri import REGISTER_UNAVAILABLE
+    from amage_core.data.smri import registration_identity, registers
     from amage_core.data.sources import scan_source
 
     cfg = cfg or PrepConfig()
@@ -185,8 +185,6 @@ def prepare_cohort(source: str, root: str | Path, out: str | Path, cfg: PrepConf
         raise ValueError(f"{root}: source {source} lists no participants (is its demographics table "
                          "empty?); nothing to prepare")
     modalities = _modalities(scan.modalities, cfg, source)
-    if "smri" in modalities and cfg.t1_source == "register":
-        raise ValueError(REGISTER_UNAVAILABLE)
     atlas = None
     if "fmri" in modalities:
         atlas_name = scan.atlas or cfg.atlas
@@ -195,6 +193,8 @@ def prepare_cohort(source: str, root: str | Path, out: str | Path, cfg: PrepConf
                   f"{cfg.atlas!r} ignored)", file=sys.stderr)
         atlas = load_atlas(atlas_name, cfg.atlas_dir)
     key = _prep_key(source, root, derivatives, cfg, atlas.name if atlas else None, modalities, source_options)
+    if "smri" in modalities and any(registers(r, cfg) for r in scan.records):
+        key["t1_registration"] = registration_identity()    # the method enters the cohort's identity
     config_hash = stable_hash(key)
     done = _check_out(out, key, config_hash, rebuild)
     if done is not None:

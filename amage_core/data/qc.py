@@ -6,7 +6,7 @@ starts with a fixed category (the text before the first ``:``), so reasons can b
     missing modality | unreadable NIfTI | wrong dimensionality | too few volumes |
     excessive motion | empty regions | missing age | implausible age | duplicate participant ID |
     unreadable table | not cognitively normal | empty image | singular connectivity |
-    mismatched grid
+    mismatched grid | registration failed
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ NOT_NORMAL = "not cognitively normal"
 EMPTY_IMAGE = "empty image"
 SINGULAR = "singular connectivity"
 MISMATCHED_GRID = "mismatched grid"
+REGISTRATION_FAILED = "registration failed"
 
 
 class QCError(ValueError):

@@ -168,8 +168,6 @@ def test_not_a_cohort_folder_is_refused(bids_root, tmp_path):
         load_cohort(tmp_path / "busy")
 
 
-def test_tangent_and_register_are_refused_with_what_to_do(bids_root, tmp_path):
+def test_tangent_is_refused_with_what_to_do(bids_root, tmp_path):
     with pytest.raises(ValueError, match="tangent"):
         prepare_cohort("bids", bids_root, tmp_path / "t", fx.cfg(fc_kind="tangent"), progress=False)
-    with pytest.raises(ValueError, match="fMRIPrep"):
-        prepare_cohort("bids", bids_root, tmp_path / "r", fx.cfg(t1_source="register"), progress=False)

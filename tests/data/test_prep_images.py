@@ -120,7 +120,7 @@ def test_t1_bad_inputs_and_the_authors_resize(tmp_path):
     out = smri.resized_t1(t1, (10, 9, 8), "sub-01")
     assert out.shape == (10, 9, 8) and out.min() == 0 and out.max() == 1
     rec = ParticipantRecord("sub-01", 30.0, "F", "t", t1_raw=t1)
-    with pytest.raises(QCError, match="run fMRIPrep, or set t1_source='resize'"):
-        smri.participant_t1(rec, fx.cfg())
-    with pytest.raises(ValueError, match="antspyx"):
-        smri.participant_t1(rec, fx.cfg(t1_source="register"))
+    with pytest.raises(QCError, match="set t1_source='auto' or 'register' to register it"):
+        smri.participant_t1(rec, fx.cfg(t1_source="fmriprep"))
+    with pytest.raises(QCError, match="missing modality: T1 in MNI space .*no raw T1w"):
+        smri.participant_t1(ParticipantRecord("sub-01", 30.0, "F", "t"), fx.cfg())

@@ -2,7 +2,9 @@
 
     <root>/participants.tsv                  participant_id, age, sex (M/F, male/female, or 1/2 with
                                              1 = male), optional site, session and extra columns
-    <root>/sub-<id>/[ses-<s>/]anat|func/     the raw BIDS (optional: raw T1 for t1_source="resize")
+    <root>/sub-<id>/[ses-<s>/]anat|func/     the raw BIDS (optional: the raw T1 is registered to MNI152
+                                             when fMRIPrep has none, t1_source="auto"/"register",
+                                             or resized, "resize")
     <derivatives>/fmriprep*/sub-<id>/...     fMRIPrep (default <root>/derivatives)
     <derivatives>/xcp_d*/sub-<id>/...        XCP-D, either naming
 
