@@ -223,6 +223,13 @@ class TrainConfig:
     amp: bool = True                 # bf16 autocast on CUDA only
     device: str = "auto"
     num_workers: int = 0
+    # CPU parallelism (results do not depend on them beyond floating-point rounding): folds fit at
+    # once in separate processes, and torch threads per fit (0: torch's default, or the cores
+    # shared out among fold_workers). Small models gain little from intra-op threads, and threads
+    # that outnumber free cores make every step wait (seen here: 10x slower on a busy 2-core
+    # machine), so the demo fits its folds in 2 processes of 1 thread each.
+    fold_workers: int = 1
+    cpu_threads: int = 0
     deterministic: bool = True
     # issue 6 (training engine): stratification and bias correction
     age_bins: int = 10               # quantile age bins stratifying outer folds and inner split
@@ -233,6 +240,12 @@ class TrainConfig:
     # predictions the bias correction is fit on: the inner validation split's or the training
     # fold's (the released-code protocol has no inner validation: always the training fold's)
     bias_fit: Literal["validation", "training"] = "validation"
+
+    def __post_init__(self) -> None:
+        if self.fold_workers < 1:
+            raise ConfigError(f"fold_workers: must be at least 1 (got {self.fold_workers})")
+        if self.cpu_threads < 0:
+            raise ConfigError(f"cpu_threads: must be 0 (torch's default) or more (got {self.cpu_threads})")
 
 
 @dataclass

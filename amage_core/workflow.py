@@ -119,6 +119,7 @@ def run(
     e.g. a model trained on males only and tested on females. Returns the run's :class:`RunResult`."""
     from amage_core.baselines import BASELINES, run_baseline
     from amage_core.train.cv import cross_validate
+    from amage_core.train.loop import RUNTIME_FIELDS
 
     prof = _profile(profile)
     train_cfg = replace(prof.train, **(train or {}))
@@ -127,7 +128,8 @@ def run(
     data = prepared(prof, cohort, progress, where)
     test = prepared(prof, test_cohort, progress, test_where) if test_cohort else None
     key = {"cohort": data.manifest.get("config_hash"), "test": test.manifest.get("config_hash") if test else None,
-           "model": model, "model_cfg": to_dict(model_cfg), "train": to_dict(train_cfg),
+           "model": model, "model_cfg": to_dict(model_cfg),
+           "train": {k: v for k, v in to_dict(train_cfg).items() if k not in RUNTIME_FIELDS},
            "graph": to_dict(graph_cfg)}
     tag = f"{cohort}-to-{test_cohort}" if test_cohort else cohort
     tag += "".join(f"-{k}{v}" for k, v in sorted((where or {}).items()))

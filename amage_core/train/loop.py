@@ -38,7 +38,7 @@ CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.csv"
 CHECKPOINT_FORMAT = 1
 # TrainConfig fields that do not change the result of a fit (a resume may change them).
-RUNTIME_FIELDS = ("device", "num_workers")
+RUNTIME_FIELDS = ("device", "num_workers", "fold_workers", "cpu_threads")
 
 
 @dataclass
@@ -248,6 +248,18 @@ def _autocast(device: torch.device, amp: bool):
     if amp and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """``n`` torch intra-op threads for the duration of a fit (0: leave torch's setting); restored after."""
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager

@@ -89,6 +89,27 @@ def test_folds_in_separate_calls_give_the_same_run(full_run):
     pd.testing.assert_frame_equal(partial[-1].predictions, result.predictions)
 
 
+def test_folds_fit_in_parallel_processes_give_the_same_run(full_run):
+    cohort, cfg, graph_cfg, result, tmp = full_run
+    parallel = _cv(cohort, replace(cfg, fold_workers=2, cpu_threads=1), graph_cfg, tmp / "parallel")
+    assert parallel.complete
+    # the same folds, seeds and data order; only the thread count differs (floating-point rounding)
+    pd.testing.assert_frame_equal(parallel.predictions.drop(columns=["predicted_age", "predicted_age_corrected", "gate_0"]),
+                                  result.predictions.drop(columns=["predicted_age", "predicted_age_corrected", "gate_0"]))
+    np.testing.assert_allclose(parallel.predictions["predicted_age"], result.predictions["predicted_age"], atol=1e-3)
+    # and it is the same run: a sequential call with the parallel settings reuses it
+    assert _cv(cohort, replace(cfg, fold_workers=2, cpu_threads=1), graph_cfg, tmp / "parallel").reused
+
+
+def test_parallel_settings_are_checked():
+    from amage_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="fold_workers"):
+        TrainConfig(fold_workers=0)
+    with pytest.raises(ConfigError, match="cpu_threads"):
+        TrainConfig(cpu_threads=-1)
+
+
 def _perturb_test_ages(cohort, tmp, fold_ids):
     """The same cohort, with the test fold's ages moved far outside the training range."""
     other = make_cohort(tmp, n=cohort.n)
