@@ -22,6 +22,8 @@ fit); no checkpoint (scikit-learn models would need pickle).
 """
 from __future__ import annotations
 
+import contextlib
+
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,8 +171,7 @@ def run_baseline(name: str, cohort: PreparedCohort, train_cfg: TrainConfig, out:
     Arguments as :func:`amage_core.train.cv.cross_validate`; ``train_cfg`` supplies the folds,
     seed, age bins and bias-correction method (the baselines always follow the nested protocol).
     """
-    from sklearn.base import clone
-    from sklearn.model_selection import KFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
     if name not in BASELINES:
@@ -203,34 +204,48 @@ def run_baseline(name: str, cohort: PreparedCohort, train_cfg: TrainConfig, out:
         raise ValueError(f"no fold named {unknown}; folds: {names}")
 
     x_train_all, blocks = _design(name, cohort)
-    source = test_cohort if test_cohort is not None else cohort
     x_test_all = x_train_all if test_cohort is None else _design(name, test_cohort)[0]
     if x_test_all.shape[1] != x_train_all.shape[1]:
         raise ValueError(f"the test cohort has {x_test_all.shape[1]} features, the training cohort "
                          f"{x_train_all.shape[1]}: not compatible")
+    # TrainConfig.cpu_threads caps the BLAS/OpenMP threads as it caps torch's (0: the libraries' own)
+    limit = threadpool_limits(limits=train_cfg.cpu_threads) if train_cfg.cpu_threads else contextlib.nullcontext()
+    with limit:
+        for fold in tqdm(selected, desc=name, unit="fold", disable=not progress):
+            if resume and run.fold_done(fold, config_hash):
+                continue
+            _fit_fold(name, run, config_hash, fold, cohort, fold_table, test_cohort, train_cfg, blocks,
+                      x_train_all, x_test_all)
+    return run.finish(names, config_hash)
+
+
+def _fit_fold(name: str, run: RunDir, config_hash: str, fold: str, cohort: PreparedCohort,
+              fold_table: pd.DataFrame, test_cohort: PreparedCohort | None, train_cfg: TrainConfig,
+              blocks, x_train_all: np.ndarray, x_test_all: np.ndarray) -> None:
+    """Fit baseline ``name`` on one outer fold (bias correction out-of-fold) and write the fold."""
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    source = test_cohort if test_cohort is not None else cohort
     part, test_part = cohort.participants, source.participants
     ages = part["age"].to_numpy(dtype=float)
-    for fold in tqdm(selected, desc=name, unit="fold", disable=not progress):
-        if resume and run.fold_done(fold, config_hash):
-            continue
-        train_rows, test_rows = outer_rows(cohort, fold_table, fold, test_cohort)
-        estimator = make_estimator(name, train_cfg.seed, blocks)
-        x_train, y_train = x_train_all[train_rows], ages[train_rows]
-        oof = cross_val_predict(clone(estimator), x_train, y_train,
-                                cv=KFold(INNER_FOLDS, shuffle=True, random_state=train_cfg.seed))
-        bias = BiasCorrection.fit(y_train, oof, participant_keys(part, train_rows),
-                                  train_cfg.bias_method, "out-of-fold")
-        estimator.fit(x_train, y_train)
-        predicted = estimator.predict(x_test_all[test_rows])
-        test_ages = test_part["age"].to_numpy(dtype=float)[test_rows]
-        corrected = bias.apply(predicted, test_ages, participant_keys(test_part, test_rows))
-        table = prediction_table(test_part, test_rows, fold, predicted, corrected,
-                                 with_session=has_sessions(test_part))
-        roles = split_table([("fit", part, train_rows), ("test", test_part, test_rows)])
-        record = {"n_fit": int(len(train_rows)), "n_test": int(len(test_rows)),
-                  "oof_mae": float(np.mean(np.abs(oof - y_train))), **_fitted_settings(estimator)}
-        run.write_fold(fold, config_hash, table, roles, {"bias": bias.to_dict(), "fit": record})
-    return run.finish(names, config_hash)
+    train_rows, test_rows = outer_rows(cohort, fold_table, fold, test_cohort)
+    estimator = make_estimator(name, train_cfg.seed, blocks)
+    x_train, y_train = x_train_all[train_rows], ages[train_rows]
+    oof = cross_val_predict(clone(estimator), x_train, y_train,
+                            cv=KFold(INNER_FOLDS, shuffle=True, random_state=train_cfg.seed))
+    bias = BiasCorrection.fit(y_train, oof, participant_keys(part, train_rows),
+                              train_cfg.bias_method, "out-of-fold")
+    estimator.fit(x_train, y_train)
+    predicted = estimator.predict(x_test_all[test_rows])
+    test_ages = test_part["age"].to_numpy(dtype=float)[test_rows]
+    corrected = bias.apply(predicted, test_ages, participant_keys(test_part, test_rows))
+    table = prediction_table(test_part, test_rows, fold, predicted, corrected,
+                             with_session=has_sessions(test_part))
+    roles = split_table([("fit", part, train_rows), ("test", test_part, test_rows)])
+    record = {"n_fit": int(len(train_rows)), "n_test": int(len(test_rows)),
+              "oof_mae": float(np.mean(np.abs(oof - y_train))), **_fitted_settings(estimator)}
+    run.write_fold(fold, config_hash, table, roles, {"bias": bias.to_dict(), "fit": record})
 
 
 def _fitted_settings(estimator) -> dict:

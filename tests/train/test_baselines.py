@@ -72,3 +72,28 @@ def test_block_mean_downsampling():
 
 def test_cli_knows_every_baseline():
     assert set(BASELINE_NAMES) == set(baselines.BASELINES)
+
+
+def test_cpu_threads_caps_the_blas_threads_of_a_baseline(cohort, tmp_path, monkeypatch):
+    from sklearn.base import BaseEstimator, RegressorMixin
+    from threadpoolctl import threadpool_info
+
+    from amage_core.config import replace
+
+    seen = []
+
+    class Recording(RegressorMixin, BaseEstimator):
+        """A mean predictor recording the BLAS thread counts in force while it fits."""
+
+        def fit(self, x, y):
+            seen.append({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+            self.mean_ = float(np.mean(y))
+            return self
+
+        def predict(self, x):
+            return np.full(len(x), self.mean_)
+
+    monkeypatch.setattr(baselines, "make_estimator", lambda *a: Recording())
+    monkeypatch.setattr(baselines, "INNER_FOLDS", 3)
+    baselines.run_baseline("ridge-fc", cohort, replace(CFG, cpu_threads=1), tmp_path / "capped", progress=False)
+    assert seen and all(s == {1} for s in seen)
