@@ -234,3 +234,20 @@ def test_occlusion_of_a_run_is_out_of_sample_on_an_age_spread_subset(tiny_run):
     table = regions.region_table(attributions.compute(run, cohort, GraphConfig(topk=4), grid, 6.0, steps=4),
                                  cohort.regions, occ)
     assert "T1 occlusion" in table and regions.fold_stability(occ, "t1_occlusion_region") is not None
+
+
+def test_network_agreement_is_fair_to_networks_of_any_size():
+    """Per-region importance = network total / network size (per-network pooling): the region-level
+    check is misled by the sizes, the network-level one is not."""
+    sizes = [34, 33, 32, 21, 22, 18]
+    decline = [0.020, 0.015, 0.011, 0.010, 0.005, 0.003]      # the largest networks decline fastest
+    total = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]                    # and carry the most importance
+    rows = [(f"{k}-{i}", f"net{k}", total[k] / sizes[k], decline[k]) for k in range(6) for i in range(sizes[k])]
+    df = pd.DataFrame(rows, columns=["name", "network", "fMRI IG", "fmri_loading_decline_per_decade"])
+    truth = df[["name", "network", "fmri_loading_decline_per_decade"]].assign(smri_hotspot=False,
+                                                                              smri_gm_loss_per_decade=0.0)
+    net = regions.network_agreement(df[["name", "network", "fMRI IG"]], truth).loc["fMRI IG"]
+    assert net.Spearman == pytest.approx(1.0) and net["permutation p"] == pytest.approx(1 / 720, abs=1e-3)
+    assert net["random Spearman (95th pct)"] < 0.9
+    shuffled = df.assign(**{"fMRI IG": df["fMRI IG"].to_numpy()[::-1]})
+    assert regions.network_agreement(shuffled[["name", "network", "fMRI IG"]], truth).loc["fMRI IG", "permutation p"] > 0.05
