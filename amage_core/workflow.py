@@ -123,7 +123,7 @@ def run(
 
     prof = _profile(profile)
     train_cfg = replace(prof.train, **(train or {}))
-    graph_cfg = replace(prof.graph, **(graph if graph is not None else prof.variant_graph.get(model, {})))
+    graph_cfg = _graph_config(prof, model, graph)
     model_cfg = None if model in BASELINES else replace(prof.model, variant=model, **(model_overrides or {}))
     data = prepared(prof, cohort, progress, where)
     test = prepared(prof, test_cohort, progress, test_where) if test_cohort else None
@@ -140,16 +140,51 @@ def run(
                           resume=True, progress=progress)
 
 
-def attributions(profile: str | Profile, cohort: str, model: str = "amagenet", steps: int = 16):
-    """Out-of-sample attributions of ``model``'s cross-validation run on ``cohort`` (computed once,
-    stored in the run directory); see :mod:`amage_core.interpret.attributions`."""
+def _graph_config(prof: Profile, model: str, graph: dict[str, Any] | None):
+    """The graph settings of a run: ``graph`` if given, else the variant's ``variant_graph`` entry."""
+    return replace(prof.graph, **(graph if graph is not None else prof.variant_graph.get(model, {})))
+
+
+def _explained(prof: Profile, cohort: str, model: str, where, run_options: dict[str, Any]):
+    """(prepared cohort, run, graph settings, T1 grid, atlas sphere radius) of a run to explain."""
     from amage_core.data.atlas import load_atlas
     from amage_core.data.smri import target_grid
+
+    if "test_cohort" in run_options:
+        raise ValueError("attributions explain a cross-validation run (every participant by the fold "
+                         "model that did not train on them); a cross-cohort run has no such folds")
+    data = prepared(prof, cohort, progress=False, where=where)
+    result = run(prof, cohort, model, where=where, progress=False, **run_options)
+    grid = target_grid(tuple(prof.prep.t1_shape), prof.prep.t1_crop_margin) if data.t1 is not None else None
+    radius = load_atlas(prof.prep.atlas).radius_mm
+    return data, result, _graph_config(prof, model, run_options.get("graph")), grid, radius
+
+
+def attributions(profile: str | Profile, cohort: str, model: str = "amagenet", steps: int = 16,
+                 where: dict[str, Any] | None = None, **run_options: Any):
+    """Out-of-sample attributions of ``model``'s cross-validation run on ``cohort`` (computed once,
+    stored in the run directory); see :mod:`amage_core.interpret.attributions`.
+
+    ``where`` and ``run_options`` (``train``, ``model_overrides``, ``graph``) identify the run as in
+    :func:`run`, e.g. ``where={"sex": "M"}`` for the males-only model or ``train={"seed": 7}`` for
+    a run with another seed."""
     from amage_core.interpret.attributions import compute
 
     prof = _profile(profile)
-    data = prepared(prof, cohort, progress=False)
-    result = run(prof, cohort, model, progress=False)
-    grid = target_grid(tuple(prof.prep.t1_shape), prof.prep.t1_crop_margin) if data.t1 is not None else None
-    radius = load_atlas(prof.prep.atlas).radius_mm
-    return compute(result, data, prof.graph, grid, radius, steps=steps)
+    data, result, graph_cfg, grid, radius = _explained(prof, cohort, model, where, run_options)
+    return compute(result, data, graph_cfg, grid, radius, steps=steps)
+
+
+def occlusion(profile: str | Profile, cohort: str, model: str = "amagenet", per_fold: int = 8,
+              mask_size: int = 8, overlap: float = 0.5, where: dict[str, Any] | None = None,
+              **run_options: Any):
+    """Out-of-sample T1 occlusion sensitivity (``monai.visualize.OcclusionSensitivity``) of
+    ``per_fold`` held-out participants of each fold, spread over the age range (computed once, stored
+    in the run directory); the run is identified as in :func:`attributions`. See
+    :func:`amage_core.interpret.attributions.compute_occlusion`."""
+    from amage_core.interpret.attributions import compute_occlusion
+
+    prof = _profile(profile)
+    data, result, graph_cfg, grid, radius = _explained(prof, cohort, model, where, run_options)
+    return compute_occlusion(result, data, graph_cfg, grid, radius, per_fold=per_fold,
+                             mask_size=mask_size, overlap=overlap)
