@@ -16,7 +16,8 @@ attributions are out-of-sample like the predictions. For each participant:
 
 Integrated Gradients here integrates along the straight path from a zero baseline with ``steps``
 midpoint samples; the graph structure (edges, weights) is held fixed, only node features are scaled.
-Results are written to ``<run>/attributions/`` as .npy files (no pickle) and reused.
+Results are written to ``<run>/attributions/`` as .npy files (no pickle) with the settings they were
+computed with (``settings.json``), and reused while those settings hold.
 
 Occlusion sensitivity (:func:`compute_occlusion`, MONAI's ``monai.visualize.OcclusionSensitivity``) is
 costlier (one forward pass per patch position), so it explains an age-spread subset of each fold's
