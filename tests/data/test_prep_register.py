@@ -101,6 +101,10 @@ def test_registration_is_deterministic(raw):
     second, m2 = smri.register_affine(img, "sub-01", raw, FAST)
     np.testing.assert_array_equal(m1, m2)
     np.testing.assert_array_equal(np.asarray(first.dataobj), np.asarray(second.dataobj))
+    with pytest.raises(ValueError, match="clock"):
+        smri.Registration(seed=0)                          # ITK would seed from the wall clock
+    with pytest.raises(ValueError, match="one value per level"):
+        smri.Registration(shrink=(2, 1))
 
 
 def test_auto_registers_a_raw_t1_and_prefers_fmriprep(raw, tmp_path, fast):
