@@ -158,6 +158,10 @@ def empty_regions(ts: np.ndarray) -> np.ndarray:
     return ~finite | (var <= 1e-12)
 
 
+# connectivity kinds that invert the covariance
+INVERTING_KINDS = ("partial correlation",)
+
+
 def connectivity(ts: np.ndarray, kind: str = "correlation", fisher_z: bool = True,
                  estimator: str = "empirical") -> np.ndarray:
     """(R, R) float32 connectivity of (T, R) series (nilearn ``ConnectivityMeasure``).
@@ -208,6 +212,15 @@ def participant_fmri(record, atlas: Atlas, cfg: PrepConfig) -> FmriResult:
         names = list(atlas.regions["name"][empty])
         raise QCError(pid, path, f"{EMPTY_REGIONS}: {int(empty.sum())} region(s) without signal "
                                  f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
+    if cfg.fc_kind in INVERTING_KINDS and cfg.fc_estimator == "empirical":
+        # an empirical covariance of lower rank than its size has no inverse; the inversion may still
+        # return finite numbers (rounding), silently wrong, so the rank is checked first
+        centred = ts[:, keep] - ts[:, keep].mean(axis=0)
+        rank = int(np.linalg.matrix_rank(centred / np.maximum(centred.std(axis=0), 1e-12)))
+        if rank < int(keep.sum()):
+            raise QCError(pid, path, f"{SINGULAR}: {cfg.fc_kind} of {int(keep.sum())} regions needs a "
+                                     f"covariance of full rank; {ts.shape[0]} volumes give rank {rank} "
+                                     "(try fc_estimator='ledoit-wolf')")
     try:
         mat = connectivity(ts[:, keep], cfg.fc_kind, cfg.fisher_z, cfg.fc_estimator)
     except ValueError as exc:              # e.g. values so large that the standardised series overflow
