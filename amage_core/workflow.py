@@ -172,7 +172,7 @@ def attributions(profile: str | Profile, cohort: str, model: str = "amagenet", s
 
     prof = _profile(profile)
     data, result, graph_cfg, grid, radius = _explained(prof, cohort, model, where, run_options)
-    return compute(result, data, graph_cfg, grid, radius, steps=steps)
+    return compute(result, data, graph_cfg, grid, radius, steps=steps, train_cfg=prof.train)
 
 
 def occlusion(profile: str | Profile, cohort: str, model: str = "amagenet", per_fold: int = 8,
@@ -187,4 +187,4 @@ def occlusion(profile: str | Profile, cohort: str, model: str = "amagenet", per_
     prof = _profile(profile)
     data, result, graph_cfg, grid, radius = _explained(prof, cohort, model, where, run_options)
     return compute_occlusion(result, data, graph_cfg, grid, radius, per_fold=per_fold,
-                             mask_size=mask_size, overlap=overlap)
+                             mask_size=mask_size, overlap=overlap, train_cfg=prof.train)

@@ -43,9 +43,10 @@ import torch
 from torch import nn
 
 from amage_core import io
-from amage_core.config import GraphConfig, ModelConfig, from_dict
+from amage_core.config import GraphConfig, ModelConfig, TrainConfig, from_dict
 
 ARRAYS = ("roi_ig", "roi_score", "network_score", "t1_ig", "t1_saliency", "t1_ig_region", "gate")
+T1_SUMS = ("t1_ig", "t1_saliency")      # averaged over participants; the others are per participant
 
 
 @dataclass
@@ -118,12 +119,12 @@ def sphere_means(volumes: np.ndarray, affine: np.ndarray, coords: np.ndarray, ra
 
 
 def compute(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray | None, radius: float,
-            steps: int = 16, batch_size: int = 8) -> Attributions:
-    """Attributions of every held-out participant of ``run`` (see the module docstring); cached."""
-    from torch_geometric.loader import DataLoader
+            steps: int = 16, batch_size: int = 8, train_cfg: TrainConfig | None = None) -> Attributions:
+    """Attributions of every held-out participant of ``run`` (see the module docstring); cached.
 
-    from amage_core.train.dataset import CohortDataset
-    from amage_core.train.scaler import AgeScaler
+    The folds are explained in ``train_cfg.fold_workers`` processes with ``cpu_threads`` threads
+    (:func:`~amage_core.train.loop.map_folds`; default: one process)."""
+    from amage_core.train.loop import map_folds
 
     out_dir = run.path / "attributions"
     settings = {"steps": steps, "radius": radius}
@@ -131,42 +132,62 @@ def compute(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray | None, rad
         # a set computed before settings.json was written is taken as it is
         if not (out_dir / "settings.json").is_file() or io.read_json(out_dir / "settings.json") == settings:
             return load(out_dir)
-    ids = cohort.participants["participant_id"].astype(str).to_numpy()
     coords = cohort.regions[["x", "y", "z"]].to_numpy(dtype=float)
-    collected: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
-    sums = {"t1_ig": None, "t1_saliency": None}
-    pids, folds = [], []
-    dummy = AgeScaler(0.0, 100.0, ())
-    for name, model, rows in fold_models(run.path, cohort):
-        loader = DataLoader(CohortDataset(cohort, rows, graph_cfg, dummy, model.modalities), batch_size=batch_size)
-        fields = tuple(f for f, m in (("x", "fmri"), ("t1", "smri")) if m in model.modalities)
-        for batch in loader:
-            ig = integrated_gradients(model, batch, fields, steps)
-            with torch.no_grad():
-                output = model(batch)
-            pids += list(ids[batch.idx.numpy()])
-            folds += [name] * batch.num_graphs
-            if "x" in ig:
-                collected["roi_ig"].append(ig["x"].abs().sum(-1).reshape(batch.num_graphs, -1).numpy())
-            if output.node_scores is not None:
-                collected["roi_score"].append(output.node_scores.reshape(batch.num_graphs, -1).numpy())
-            if output.network_scores is not None:
-                collected["network_score"].append(output.network_scores.numpy())
-            if output.gate is not None:
-                collected["gate"].append(output.gate.numpy())
-            if "t1" in ig:
-                t1_abs = ig["t1"].abs()[:, 0].numpy()
-                sal = _saliency(model, batch)
-                sums["t1_ig"] = t1_abs.sum(0) + (0 if sums["t1_ig"] is None else sums["t1_ig"])
-                sums["t1_saliency"] = sal.sum(0) + (0 if sums["t1_saliency"] is None else sums["t1_saliency"])
-                if t1_grid is not None:
-                    collected["t1_ig_region"].append(sphere_means(t1_abs, t1_grid, coords, radius))
-    arrays = {k: np.concatenate(v).astype(np.float32) for k, v in collected.items() if v}
-    arrays.update({k: (v / len(pids)).astype(np.float32) for k, v in sums.items() if v is not None})
+    jobs = [(name, model, rows, cohort, graph_cfg, t1_grid, coords, radius, steps, batch_size)
+            for name, model, rows in fold_models(run.path, cohort)]
+    parts = map_folds(_fold_attributions, jobs, train_cfg or TrainConfig(), progress=False)
+    ids = cohort.participants["participant_id"].astype(str).to_numpy()
+    pids = [p for part in parts for p in ids[part["rows"]]]
+    folds = [f for part, job in zip(parts, jobs) for f in [job[0]] * len(part["rows"])]
+    arrays = {k: np.concatenate([part[k] for part in parts]).astype(np.float32)
+              for k in ARRAYS if k not in T1_SUMS and all(k in part for part in parts)}
+    for key in T1_SUMS:
+        if all(key in part for part in parts):
+            arrays[key] = (sum(part[key] for part in parts) / len(pids)).astype(np.float32)
     result = Attributions(pids, folds, arrays)
     io.write_json(out_dir / "settings.json", settings)
     save(result, out_dir)
     return result
+
+
+def _fold_attributions(name, model, rows, cohort, graph_cfg, t1_grid, coords, radius, steps, batch_size,
+                       progress) -> dict[str, np.ndarray]:
+    """One fold model's attributions of its held-out ``rows``: per-participant arrays (in batch
+    order, with ``rows``) and the sums of the T1 maps."""
+    from torch_geometric.loader import DataLoader
+
+    from amage_core.train.dataset import CohortDataset
+    from amage_core.train.scaler import AgeScaler
+
+    loader = DataLoader(CohortDataset(cohort, rows, graph_cfg, AgeScaler(0.0, 100.0, ()), model.modalities),
+                        batch_size=batch_size)
+    fields = tuple(f for f, m in (("x", "fmri"), ("t1", "smri")) if m in model.modalities)
+    collected: dict[str, list[np.ndarray]] = {"rows": []}
+    sums: dict[str, np.ndarray] = {}
+
+    def add(key, value):
+        collected.setdefault(key, []).append(value)
+
+    for batch in loader:
+        ig = integrated_gradients(model, batch, fields, steps)
+        with torch.no_grad():
+            output = model(batch)
+        add("rows", batch.idx.numpy())
+        if "x" in ig:
+            add("roi_ig", ig["x"].abs().sum(-1).reshape(batch.num_graphs, -1).numpy())
+        if output.node_scores is not None:
+            add("roi_score", output.node_scores.reshape(batch.num_graphs, -1).numpy())
+        if output.network_scores is not None:
+            add("network_score", output.network_scores.numpy())
+        if output.gate is not None:
+            add("gate", output.gate.numpy())
+        if "t1" in ig:
+            t1_abs = ig["t1"].abs()[:, 0].numpy()
+            for key, value in (("t1_ig", t1_abs), ("t1_saliency", _saliency(model, batch))):
+                sums[key] = value.sum(0) + sums.get(key, 0)
+            if t1_grid is not None:
+                add("t1_ig_region", sphere_means(t1_abs, t1_grid, coords, radius))
+    return {**{k: np.concatenate(v) for k, v in collected.items()}, **sums}
 
 
 def _saliency(model, batch) -> np.ndarray:
@@ -266,12 +287,11 @@ def spread_by_age(rows: np.ndarray, ages: np.ndarray, k: int) -> np.ndarray:
 
 def compute_occlusion(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray | None, radius: float,
                       per_fold: int = 8, mask_size: int = 8, overlap: float = 0.5,
-                      n_batch: int = 16) -> Attributions:
+                      n_batch: int = 16, train_cfg: TrainConfig | None = None) -> Attributions:
     """Occlusion sensitivity of the T1 (see the module docstring) for ``per_fold`` held-out
     participants of each fold (spread over the fold's age range), each explained by its fold's model;
-    cached per setting."""
-    from amage_core.train.dataset import CohortDataset
-    from amage_core.train.scaler import AgeScaler
+    cached per setting. Folds run as in :func:`compute`."""
+    from amage_core.train.loop import map_folds
 
     settings = {"per_fold": per_fold, "mask_size": mask_size, "overlap": overlap, "radius": radius}
     out_dir = run.path / "attributions" / f"occlusion-{io.stable_hash(settings)}"
@@ -280,17 +300,15 @@ def compute_occlusion(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray |
     ids = cohort.participants["participant_id"].astype(str).to_numpy()
     ages = cohort.participants["age"].to_numpy(dtype=float)
     coords = cohort.regions[["x", "y", "z"]].to_numpy(dtype=float)
-    maps, pids, folds = [], [], []
+    names, jobs = [], []
     for name, model, rows in fold_models(run.path, cohort):
         if "smri" not in model.modalities:
             raise ValueError(f"{run.path}: a model without a T1 branch has no T1 occlusion map")
-        chosen = spread_by_age(rows, ages, per_fold)
-        dataset = CohortDataset(cohort, chosen, graph_cfg, AgeScaler(0.0, 100.0, ()), model.modalities)
-        for i in range(len(dataset)):
-            maps.append(occlusion_map(model, dataset[i], mask_size, overlap, n_batch))
-        pids += list(ids[chosen])
-        folds += [name] * len(chosen)
-    maps = np.stack(maps)
+        names.append(name)
+        jobs.append((model, spread_by_age(rows, ages, per_fold), cohort, graph_cfg, mask_size, overlap, n_batch))
+    maps = np.concatenate(map_folds(_fold_occlusion, jobs, train_cfg or TrainConfig(), progress=False))
+    pids = [p for job in jobs for p in ids[job[1]]]
+    folds = [name for name, job in zip(names, jobs) for _ in job[1]]
     arrays = {"t1_occlusion": maps.mean(0).astype(np.float32)}
     if t1_grid is not None:
         arrays["t1_occlusion_region"] = sphere_means(maps, t1_grid, coords, radius).astype(np.float32)
@@ -298,3 +316,12 @@ def compute_occlusion(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray |
     io.write_json(out_dir / "settings.json", settings)
     save(result, out_dir)
     return result
+
+
+def _fold_occlusion(model, chosen, cohort, graph_cfg, mask_size, overlap, n_batch, progress) -> np.ndarray:
+    """(len(chosen), D, H, W) occlusion maps of one fold model's chosen held-out participants."""
+    from amage_core.train.dataset import CohortDataset
+    from amage_core.train.scaler import AgeScaler
+
+    dataset = CohortDataset(cohort, chosen, graph_cfg, AgeScaler(0.0, 100.0, ()), model.modalities)
+    return np.stack([occlusion_map(model, dataset[i], mask_size, overlap, n_batch) for i in range(len(dataset))])

@@ -18,7 +18,6 @@ uses ``seed``); the outer folds use ``seed``.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -32,8 +31,7 @@ from amage_core.evaluate.bias import BiasCorrection
 from amage_core.evaluate.metrics import fold_sort_key
 from amage_core.io import stable_hash
 from amage_core.train.dataset import CohortDataset, check_compatible, input_spec
-from amage_core.train import distributed
-from amage_core.train.loop import RUNTIME_FIELDS, cpu_threads, fit, predict
+from amage_core.train.loop import RUNTIME_FIELDS, fit, map_folds, predict
 from amage_core.train.rundir import (EXTERNAL, RunDir, RunResult, cohort_identity, has_sessions,
                                      prediction_table, split_table)
 from amage_core.train.scaler import AgeScaler
@@ -159,22 +157,10 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
         raise ValueError(f"no fold named {unknown}; folds: {names}")
     todo = [fold_split(cohort, fold_table, name, train_cfg, test_cohort) for name in selected
             if not (resume and run.fold_done(name, config_hash))]
-    workers = min(train_cfg.fold_workers, len(todo))
-    if workers > 1 and not distributed.context().enabled:
-        # one process per fold at a time (loky; memory-mapped arrays are passed by reference);
-        # each fold is seeded from its own split, so the results do not depend on the schedule
-        from joblib import Parallel, delayed
-
-        threads = train_cfg.cpu_threads or max(1, (os.cpu_count() or 1) // workers)
-        cfg = replace(train_cfg, cpu_threads=threads)
-        Parallel(n_jobs=workers, backend="loky")(
-            delayed(_run_fold)(split, cohort, test_cohort, model_cfg, cfg, graph_cfg, run, config_hash,
-                               resume, False, {}, build) for split in todo)
-    else:
-        caches: dict[int, dict] = {}
-        for split in todo:
-            _run_fold(split, cohort, test_cohort, model_cfg, train_cfg, graph_cfg, run, config_hash,
-                      resume, progress, caches, build)
+    # each fold is seeded from its own split: the results do not depend on where or when it runs
+    caches: dict[int, dict] = {}     # graphs shared by the folds of one process
+    map_folds(_run_fold, [(split, cohort, test_cohort, model_cfg, train_cfg, graph_cfg, run, config_hash,
+                           resume, caches, build) for split in todo], train_cfg, progress)
     return run.finish(names, config_hash)
 
 
@@ -184,20 +170,11 @@ def fold_split_seed(cfg: TrainConfig, name: str) -> int:
 
 def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCohort | None,
               model_cfg: ModelConfig, train_cfg: TrainConfig, graph_cfg: GraphConfig, run: RunDir,
-              config_hash: str, resume: bool, progress: bool, caches: dict[int, dict],
-              build: ModelFactory | None) -> None:
+              config_hash: str, resume: bool, caches: dict[int, dict],
+              build: ModelFactory | None, progress: bool) -> None:
     if build is None:
         from amage_core.models import build_model as build
 
-    with cpu_threads(train_cfg.cpu_threads):
-        _fit_fold(split, cohort, test_cohort, model_cfg, train_cfg, graph_cfg, run, config_hash,
-                  resume, progress, caches, build)
-
-
-def _fit_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCohort | None,
-              model_cfg: ModelConfig, train_cfg: TrainConfig, graph_cfg: GraphConfig, run: RunDir,
-              config_hash: str, resume: bool, progress: bool, caches: dict[int, dict],
-              build: ModelFactory) -> None:
     source = test_cohort if test_cohort is not None else cohort
     cfg = replace(train_cfg, seed=split.seed)
     torch.manual_seed(split.seed)

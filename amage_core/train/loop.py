@@ -262,6 +262,30 @@ def cpu_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def map_folds(fn, jobs: list[tuple], cfg: TrainConfig, progress: bool = True) -> list:
+    """``[fn(*job, progress) for job in jobs]``, in order, with ``cfg.cpu_threads`` torch threads.
+
+    With ``cfg.fold_workers`` > 1 (and not under torchrun) the jobs run in that many processes at
+    once (loky; memory-mapped arrays travel by reference, ``fn`` and its arguments must pickle), each
+    with ``cpu_threads`` threads (0: the cores shared out among the workers) and no progress bar.
+    ``fn`` must not depend on which process runs it (each fold seeds itself)."""
+    workers = min(cfg.fold_workers, len(jobs))
+    if workers > 1 and not distributed.context().enabled:
+        import os
+
+        from joblib import Parallel, delayed
+
+        threads = cfg.cpu_threads or max(1, (os.cpu_count() or 1) // workers)
+        return Parallel(n_jobs=workers, backend="loky")(
+            delayed(_with_threads)(threads, fn, *job, False) for job in jobs)
+    return [_with_threads(cfg.cpu_threads, fn, *job, progress) for job in jobs]
+
+
+def _with_threads(threads: int, fn, *args):
+    with cpu_threads(threads):
+        return fn(*args)
+
+
 @contextlib.contextmanager
 def _deterministic(enabled: bool) -> Iterator[None]:
     """Deterministic kernels for the duration of a fit; the previous setting is restored after."""

@@ -113,6 +113,28 @@ def test_compute_explains_every_participant_once_out_of_sample(tiny_run):
     assert {"fMRI IG", "T1 IG"} <= set(table.columns) and len(regions.network_table(table)) == 3
 
 
+def test_folds_explained_in_parallel_processes_match_one_process(tiny_run, tmp_path):
+    import shutil
+
+    from amage_core.train.rundir import RunDir
+
+    cohort, run = tiny_run
+    grid = np.diag([4.0, 4.0, 4.0, 1.0])
+    grid[:3, 3] = -30
+    copies = {}
+    for label, cfg in (("serial", TrainConfig(cpu_threads=1)), ("parallel", TrainConfig(fold_workers=2, cpu_threads=1))):
+        shutil.copytree(run.path, tmp_path / label, ignore=shutil.ignore_patterns("attributions"))
+        copy = RunDir(tmp_path / label).load()
+        copies[label] = (attributions.compute(copy, cohort, GraphConfig(topk=4), grid, 6.0, steps=4, train_cfg=cfg),
+                         attributions.compute_occlusion(copy, cohort, GraphConfig(topk=4), grid, 6.0, per_fold=2,
+                                                        mask_size=8, overlap=0.25, train_cfg=cfg))
+    for serial, parallel in zip(copies["serial"], copies["parallel"]):
+        assert serial.participant_id == parallel.participant_id and serial.fold == parallel.fold
+        assert serial.arrays.keys() == parallel.arrays.keys()
+        for key in serial.arrays:       # same models, inputs and thread count: the same numbers
+            np.testing.assert_array_equal(serial.get(key), parallel.get(key), err_msg=key)
+
+
 def _attr(values, folds=("0", "0", "1", "1", "2", "2"), key="roi_ig"):
     return attributions.Attributions([str(i) for i in range(len(folds))], list(folds), {key: np.asarray(values, float)})
 
