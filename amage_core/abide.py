@@ -291,15 +291,20 @@ SITES_MIXED_REFERENCE = {"ridge FC, all, sites mixed": 3.68, "ridge FreeSurfer, 
 
 def settings(profile: str | Profile) -> dict[str, Any]:
     """What the ABIDE runs use: the profile's parameters of chapter ``11_abide``
-    (``book.chapter_parameters``: ``n_folds``, ``deep_epochs``, ``fmri_only_models``), so the chapter
+    (``book.chapter_parameters``: ``n_folds``, ``deep_epochs``, ``multimodal_models``,
+    ``fmri_only_models``), so the chapter
     and the benchmark share their runs. Defaults: the profile's ``train.folds`` and epochs, and every
     model of :data:`MODELS` on both cohorts. Returns ``{"n_folds", "train", "models"}`` where
     ``models`` maps each cohort to the models run on it."""
     params = _profile(profile).book.chapter_parameters.get(CHAPTER, {})
     epochs = params.get("deep_epochs")
     models = {name: list(labels) for name, labels in MODELS.items()}
-    if params.get("fmri_only_models") is not None and FMRI_COHORT in models:
-        models[FMRI_COHORT] = list(params["fmri_only_models"])
+    for cohort, key in ((MULTIMODAL_COHORT, "multimodal_models"), (FMRI_COHORT, "fmri_only_models")):
+        if params.get(key) is not None:
+            unknown = sorted(set(params[key]) - set(MODELS[cohort]))
+            if unknown:
+                raise ValueError(f"{CHAPTER}.{key}: unknown model(s) {unknown}; known: {list(MODELS[cohort])}")
+            models[cohort] = list(params[key])
     return {"n_folds": params.get("n_folds"), "train": {"epochs": epochs} if epochs else {},
             "models": models}
 

@@ -56,12 +56,17 @@ def test_absent_data_is_skipped_with_a_reason(tmp_path):
 
 
 def test_settings_come_from_the_chapter_parameters():
-    params = {"n_folds": 4, "deep_epochs": 3, "fmri_only_models": ["ridge-fc"]}
+    params = {"n_folds": 4, "deep_epochs": 3, "multimodal_models": ["ridge-fc", "amagenet"],
+              "fmri_only_models": ["ridge-fc"]}
     prof = load_profile("demo", {"book": {"chapter_parameters": {"11_abide": params}}})
     assert abide.settings(prof) == {"n_folds": 4, "train": {"epochs": 3}, "models": {
-        "abide-males": list(abide.MODELS["abide-males"]), "abide": ["ridge-fc"]}}
+        "abide-males": ["ridge-fc", "amagenet"], "abide": ["ridge-fc"]}}
     paper = abide.settings(load_profile("paper"))
     assert paper["n_folds"] is None and paper["train"] == {} and paper["models"]["abide"] == ["ridge-fc", "fmri"]
+    assert paper["models"]["abide-males"] == list(abide.MODELS["abide-males"])
+    wrong = load_profile("demo", {"book": {"chapter_parameters": {"11_abide": {"multimodal_models": ["gcn"]}}}})
+    with pytest.raises(ValueError, match=r"11_abide.multimodal_models: unknown model\(s\) \['gcn'\]"):
+        abide.settings(wrong)
 
 
 def test_a_failed_download_is_skipped_not_an_error(tmp_path, monkeypatch):
