@@ -300,7 +300,7 @@ def settings(profile: str | Profile) -> dict[str, Any]:
     epochs = params.get("deep_epochs")
     models = {name: list(labels) for name, labels in MODELS.items()}
     for cohort, key in ((MULTIMODAL_COHORT, "multimodal_models"), (FMRI_COHORT, "fmri_only_models")):
-        if params.get(key) is not None:
+        if params.get(key) is not None and cohort in models:
             unknown = sorted(set(params[key]) - set(MODELS[cohort]))
             if unknown:
                 raise ValueError(f"{CHAPTER}.{key}: unknown model(s) {unknown}; known: {list(MODELS[cohort])}")

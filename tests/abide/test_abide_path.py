@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from amage_core import abide
-from amage_core.config import load_profile
+from amage_core.config import load_profile, replace
 
 pytestmark = pytest.mark.shared
 ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "abide"
@@ -117,6 +117,8 @@ def test_tiny_fusion_run_with_the_table_encoder(tiny):
 def test_benchmark_writes_each_models_figures(tiny, ridge, monkeypatch, tmp_path):
     prof, data = tiny
     monkeypatch.setattr(abide, "MODELS", {"abide-males": {"ridge-fc": "ridge (FC)"}})
+    # the demo profile names its own multimodal models; this benchmark runs the patched list
+    prof = replace(prof, book={"chapter_parameters": {"11_abide": {"multimodal_models": None}}})
     out = tmp_path / "abide.json"
     result = abide.abide_benchmark(prof, out)
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
