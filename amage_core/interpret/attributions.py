@@ -133,12 +133,14 @@ def compute(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray | None, rad
         if not (out_dir / "settings.json").is_file() or io.read_json(out_dir / "settings.json") == settings:
             return load(out_dir)
     coords = cohort.regions[["x", "y", "z"]].to_numpy(dtype=float)
-    jobs = [(name, model, rows, cohort, graph_cfg, t1_grid, coords, radius, steps, batch_size)
-            for name, model, rows in fold_models(run.path, cohort)]
+    names, jobs = [], []
+    for name, model, rows in fold_models(run.path, cohort):
+        names.append(name)
+        jobs.append((model, rows, cohort, graph_cfg, t1_grid, coords, radius, steps, batch_size))
     parts = map_folds(_fold_attributions, jobs, train_cfg or TrainConfig(), progress=False)
     ids = cohort.participants["participant_id"].astype(str).to_numpy()
     pids = [p for part in parts for p in ids[part["rows"]]]
-    folds = [f for part, job in zip(parts, jobs) for f in [job[0]] * len(part["rows"])]
+    folds = [name for name, part in zip(names, parts) for _ in part["rows"]]
     arrays = {k: np.concatenate([part[k] for part in parts]).astype(np.float32)
               for k in ARRAYS if k not in T1_SUMS and all(k in part for part in parts)}
     for key in T1_SUMS:
@@ -150,7 +152,7 @@ def compute(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray | None, rad
     return result
 
 
-def _fold_attributions(name, model, rows, cohort, graph_cfg, t1_grid, coords, radius, steps, batch_size,
+def _fold_attributions(model, rows, cohort, graph_cfg, t1_grid, coords, radius, steps, batch_size,
                        progress) -> dict[str, np.ndarray]:
     """One fold model's attributions of its held-out ``rows``: per-participant arrays (in batch
     order, with ``rows``) and the sums of the T1 maps."""
