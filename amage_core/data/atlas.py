@@ -12,6 +12,13 @@ Others are fetched by nilearn on first use (internet needed) and cached in nilea
   (``#1`` .. ``#200``). No network labels, and no coordinates offline (``x, y, z`` are NaN): give a
   regions TSV with coordinates as ``--atlas PATH`` where they are needed.
 
+XCP-D's own atlases (``4S156Parcels``, ``Gordon``, ``Glasser``, ``Tian``, ...) are read from the
+derivatives they came with (``load_atlas(name, xcpd_dirs=...)``, see
+:func:`amage_core.data.sources.derivatives.xcpd_atlases`): region names from the ``label`` column of
+their ``_dseg.tsv`` (the names XCP-D gives the time-series columns), networks from ``network_label``
+when present (else from Schaefer-style names, else none), coordinates the centres of the labels in
+the ``_dseg.nii.gz`` image (NaN for a CIFTI-only atlas).
+
 Label atlases also carry the label image (``maps``) and the image value of each region
 (``label_values``), used by ``NiftiLabelsMasker`` when time series come from voxelwise BOLD; their
 coordinates are the regions' centres (``nilearn.plotting.find_parcellation_cut_coords``).
@@ -40,6 +47,7 @@ class Atlas:
     radius_mm: float = 5.0         # sphere radius for coordinate atlases
     maps: str | None = None        # label image path for "labels" atlases
     label_values: tuple[int, ...] | None = None   # (R,) image value of each region ("labels")
+    files: tuple[str, ...] = ()    # files the atlas was read from (their content enters a cohort's identity)
 
     @property
     def n_regions(self) -> int:
@@ -164,13 +172,95 @@ FETCHED = ("aal90", "aal116", "schaefer<N>", "schaefer<N>-7", "schaefer<N>-17")
 _SCHAEFER = re.compile(r"^schaefer(\d+)(?:-(7|17))?$")
 
 
-def load_atlas(name: str, data_dir: str | Path | None = None) -> Atlas:
+_NETWORK_MISSING = {"", "none", "n/a", "na", "nan", "unassigned"}
+_SCHAEFER_NAME = re.compile(r"^\d+Networks_[LR]H_([A-Za-z]+)")
+
+
+def from_dseg(name: str, table: str | Path, image: str | Path | None = None) -> Atlas:
+    """An atlas from a BIDS ``_dseg.tsv`` (``index``, ``label``[, ``network_label``]) and its label image."""
+    table = Path(table)
+    try:
+        df = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False, index_col=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{table}: cannot read the atlas table ({exc})") from exc
+    label_col = "label" if "label" in df else "name" if "name" in df else None
+    if label_col is None or "index" not in df:
+        raise ValueError(f"{table}: atlas table lacks column(s) "
+                         f"{[c for c in ('index', 'label') if c not in df and not (c == 'label' and 'name' in df)]}"
+                         f"; found {list(df.columns)[:8]}")
+    values = pd.to_numeric(df["index"], errors="coerce")
+    if values.isna().any() or not (values == values.round()).all():
+        raise ValueError(f"{table}: index column holds non-integer value(s) "
+                         f"{df['index'][values.isna() | (values != values.round())].tolist()[:3]}")
+    names = [str(n).strip() for n in df[label_col]]
+    _check_names(names, table)
+    net_col = next((c for c in ("network_label", "network") if c in df), None)
+    if net_col is not None:
+        nets = [NO_NETWORK if str(n).strip().lower() in _NETWORK_MISSING else str(n).strip() for n in df[net_col]]
+    else:
+        nets = [(m.group(1) if (m := _SCHAEFER_NAME.match(n)) else NO_NETWORK) for n in names]
+    label_values = tuple(int(v) for v in values)
+    xyz = (_label_centres(str(image), list(label_values)) if image is not None
+           else np.full((len(names), 3), np.nan))
+    files = tuple(str(p) for p in (table, image) if p is not None)
+    return Atlas(name, _table(names, nets, xyz), kind="labels" if image is not None else "coords",
+                 maps=str(image) if image is not None else None,
+                 label_values=label_values if image is not None else None, files=files)
+
+
+def _check_names(names: list[str], path: Path) -> None:
+    blank = [i for i, n in enumerate(names) if not n or n.lower() == "nan"]
+    if blank:
+        raise ValueError(f"{path}: region name missing in row(s) {blank[:5]}")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{path}: region name(s) {dup[:5]} appear more than once (time-series columns "
+                         "are matched to regions by name)")
+
+
+def _regions_tsv(path: Path) -> Atlas:
+    """A user's regions table: name, x, y, z[, network]."""
+    try:
+        df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", index_col=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{path}: cannot read the atlas table ({exc})") from exc
+    missing = {"name", "x", "y", "z"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: atlas table lacks column(s) {sorted(missing)}")
+    if df.empty:
+        raise ValueError(f"{path}: atlas table has no regions")
+    names = [str(n).strip() for n in df["name"]]
+    _check_names(names, path)
+    xyz = df[["x", "y", "z"]].apply(pd.to_numeric, errors="coerce")
+    bad = xyz.isna().any(axis=1) | ~np.isfinite(xyz.to_numpy(dtype=float)).all(axis=1)
+    # no coordinates at all is allowed (an atlas used with XCP-D time series only); some missing is a mistake
+    if bad.any() and not bad.all():
+        rows = [f"{names[i]} ({', '.join(str(df.at[i, c]) for c in 'xyz')})" for i in np.flatnonzero(bad)[:3]]
+        raise ValueError(f"{path}: {int(bad.sum())} region(s) without finite x, y, z coordinates: "
+                         f"{'; '.join(rows)}; give all three for every region, or leave the three columns "
+                         "empty for an atlas without coordinates")
+    nets = df["network"].fillna(NO_NETWORK) if "network" in df else [NO_NETWORK] * len(df)
+    return Atlas(path.stem, _table(names, nets, xyz.to_numpy(dtype=float)), files=(str(path),))
+
+
+def load_atlas(name: str, data_dir: str | Path | None = None, xcpd_dirs=None) -> Atlas:
     """Load an atlas by name or from a regions TSV path (index,name,network,x,y,z).
 
-    Names: ``dosenbach160``, ``seitzman300``, ``power264``, ``cc200`` (offline); ``aal90``,
-    ``aal116``, ``schaefer<N>[-7|-17]`` (fetched by nilearn into ``data_dir`` on first use).
+    Names: ``dosenbach160``, ``seitzman300``, ``power264``, ``cc200`` (offline); an atlas shipped in
+    XCP-D derivatives (``xcpd_dirs``: a :class:`~amage_core.data.sources.derivatives.DerivativeDirs`),
+    e.g. ``4S156Parcels``; ``aal90``, ``aal116``, ``schaefer<N>[-7|-17]`` (fetched by nilearn into
+    ``data_dir`` on first use).
     """
     key = name.lower()
+    path = Path(name)
+    if path.suffix in {".tsv", ".csv"} and path.is_file():
+        return _regions_tsv(path)
+    if xcpd_dirs is not None:
+        from amage_core.data.sources.derivatives import find_xcpd_atlas
+
+        shipped = find_xcpd_atlas(xcpd_dirs, name)
+        if shipped is not None:
+            return from_dseg(shipped.name, shipped.table, shipped.image)
     if key in ATLASES:
         return ATLASES[key]()
     data_dir = str(data_dir) if data_dir is not None else None
@@ -181,14 +271,12 @@ def load_atlas(name: str, data_dir: str | Path | None = None) -> Atlas:
         if n_rois not in range(100, 1001, 100):
             raise ValueError(f"atlas {name!r}: Schaefer 2018 has 100, 200, ..., 1000 regions")
         return _schaefer(n_rois, nets, data_dir)
-    path = Path(name)
-    if path.suffix in {".tsv", ".csv"} and path.is_file():
-        df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
-        missing = {"name", "x", "y", "z"} - set(df.columns)
-        if missing:
-            raise ValueError(f"{path}: atlas table lacks column(s) {sorted(missing)}")
-        nets = df["network"] if "network" in df else [NO_NETWORK] * len(df)
-        return Atlas(path.stem, _table(df["name"], nets, df[["x", "y", "z"]].to_numpy()))
+    shipped = ""
+    if xcpd_dirs is not None:
+        from amage_core.data.sources.derivatives import xcpd_atlases
+
+        names = sorted(a.name for a in xcpd_atlases(xcpd_dirs).values())
+        shipped = f", an atlas of the XCP-D derivatives {names}" if names else ""
     raise ValueError(
-        f"unknown atlas {name!r}: use one of {sorted(ATLASES) + list(FETCHED)} or a regions TSV path"
+        f"unknown atlas {name!r}: use one of {sorted(ATLASES) + list(FETCHED)}{shipped} or a regions TSV path"
     )

@@ -13,7 +13,12 @@ zero, outside the field of view). Connectivity is computed on the non-empty regi
 The covariance estimator is ``PrepConfig.fc_estimator`` (empirical = plain Pearson, not nilearn's
 Ledoit-Wolf default). Correlation kinds are Fisher z transformed (``arctanh`` of the clipped value); the diagonal is 0.
 Motion: mean framewise displacement from the confounds' ``framewise_displacement`` column (the
-first volume's ``n/a`` ignored); no confounds file -> no motion check (NaN).
+first volume's ``n/a`` ignored). A column that cannot be checked (non-numeric text such as ``2.0mm``,
+negative or infinite values, every value ``n/a``) and confounds with fewer rows than the series has
+volumes are exclusions naming the file; with no confounds file at all the participant is kept and the
+check is recorded as not run (``motion_qc`` in ``qc.tsv``, a line in the QC summary).
+Two regions whose series are identical (|r| >= 1 - 2e-6) make the connectivity degenerate (Fisher z
+pinned at the clip): an exclusion naming them.
 """
 from __future__ import annotations
 
@@ -27,9 +32,9 @@ import pandas as pd
 
 from amage_core.config import PrepConfig
 from amage_core.data.atlas import Atlas
-from amage_core.data.qc import (EMPTY_REGIONS, EXCESSIVE_MOTION, MISSING_MODALITY, SINGULAR,
-                                TOO_FEW_VOLUMES, UNREADABLE_NIFTI, UNREADABLE_TABLE, WRONG_DIM,
-                                QCError)
+from amage_core.data.qc import (EMPTY_REGIONS, EXCESSIVE_MOTION, MISMATCHED_LENGTH, MISSING_MODALITY,
+                                SINGULAR, TOO_FEW_VOLUMES, UNREADABLE_NIFTI, UNREADABLE_TABLE,
+                                WRONG_DIM, QCError)
 
 CLIP = 1.0 - 1e-6
 READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
@@ -41,10 +46,21 @@ class FmriResult:
     empty: np.ndarray           # (R,) bool, regions without signal (zero rows/columns)
     n_volumes: int
     mean_fd: float              # mm; NaN when no confounds were available
+    motion_qc: str = "checked"  # or "not run: <why>"
+    source: str = ""            # "xcpd" (time-series TSV) or "bold" (fMRIPrep BOLD + masker)
+    file: str = ""              # the file the series came from
+
+
+def require_regular_file(path: Path, participant: str, category: str) -> None:
+    """QCError unless ``path`` is a regular file (a FIFO or a device would block or never end)."""
+    if not Path(path).is_file():
+        what = "missing" if not Path(path).exists() else "not a regular file (a FIFO, device or folder)"
+        raise QCError(participant, path, f"{category}: {what}")
 
 
 def read_timeseries_tsv(path: Path, participant: str) -> pd.DataFrame:
     """(T, R') time series of a TSV, columns named by region; QCError when unreadable."""
+    require_regular_file(path, participant, UNREADABLE_TABLE)
     try:
         df = pd.read_csv(path, sep="\t", na_values=["n/a"])
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -82,18 +98,44 @@ def align_to_atlas(df: pd.DataFrame, atlas: Atlas, path: Path, participant: str)
                                      f"atlas {atlas.name} has {len(names)} regions")
 
 
+_FD_MISSING = {"", "n/a", "na", "nan"}
+
+
+def framewise_displacement(path: Path, participant: str) -> np.ndarray:
+    """(T,) framewise displacement (mm) of a confounds/motion TSV, NaN where ``n/a``.
+
+    QCError (naming the file) for a missing or unreadable column, a non-numeric value (``2.0mm``), a
+    negative or infinite value, or a column without any value."""
+    require_regular_file(path, participant, UNREADABLE_TABLE)
+    try:
+        fd = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, usecols=["framewise_displacement"])
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise QCError(participant, path, f"{UNREADABLE_TABLE}: no readable framewise_displacement "
+                                         f"column ({exc})") from exc
+    text = fd["framewise_displacement"].str.strip()
+    missing = text.str.lower().isin(_FD_MISSING).to_numpy()
+    values = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(dtype=float)
+    odd = ~missing & np.isnan(values)
+    if odd.any():
+        raise QCError(participant, path, f"{UNREADABLE_TABLE}: framewise_displacement holds non-numeric "
+                                         f"value(s) {sorted(set(text[odd]))[:3]} (mm numbers or n/a expected)")
+    bad = ~missing & (~np.isfinite(values) | (values < 0))
+    if bad.any():
+        raise QCError(participant, path, f"{UNREADABLE_TABLE}: framewise_displacement holds negative or "
+                                         f"infinite value(s) {sorted(set(text[bad]))[:3]} (row(s) "
+                                         f"{(np.flatnonzero(bad) + 1).tolist()[:3]})")
+    if missing.all():
+        raise QCError(participant, path, f"{UNREADABLE_TABLE}: framewise_displacement has no value (all "
+                                         f"{len(values)} rows n/a): motion cannot be checked")
+    return values
+
+
 def mean_framewise_displacement(path: Path | None, participant: str) -> float:
     """Mean of the ``framewise_displacement`` column (mm), NaN when ``path`` is None."""
     if path is None:
         return float("nan")
-    try:
-        fd = pd.read_csv(path, sep="\t", na_values=["n/a"], usecols=["framewise_displacement"])
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise QCError(participant, path, f"{UNREADABLE_TABLE}: no readable framewise_displacement "
-                                         f"column ({exc})") from exc
-    values = pd.to_numeric(fd["framewise_displacement"], errors="coerce").to_numpy(dtype=float)
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if values.size else float("nan")
+    values = framewise_displacement(path, participant)
+    return float(np.nanmean(values))
 
 
 def bold_timeseries(bold: Path, atlas: Atlas, cfg: PrepConfig, participant: str) -> np.ndarray:
@@ -102,6 +144,7 @@ def bold_timeseries(bold: Path, atlas: Atlas, cfg: PrepConfig, participant: str)
     from nilearn.interfaces.fmriprep import load_confounds_strategy
     from nilearn.maskers import NiftiLabelsMasker, NiftiSpheresMasker
 
+    require_regular_file(bold, participant, UNREADABLE_NIFTI)
     try:
         img = nib.load(str(bold))
     except (nib.filebasedimages.ImageFileError, *READ_ERRORS) as exc:
@@ -115,6 +158,9 @@ def bold_timeseries(bold: Path, atlas: Atlas, cfg: PrepConfig, participant: str)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise QCError(participant, bold, f"{MISSING_MODALITY}: fMRIPrep confounds for strategy "
                                          f"{cfg.confound_strategy!r} not usable ({exc})") from exc
+    if confounds is not None and len(confounds) != img.shape[3]:
+        raise QCError(participant, bold, f"{MISMATCHED_LENGTH}: the fMRIPrep confounds have {len(confounds)} "
+                                         f"rows, the BOLD {img.shape[3]} volumes")
     t_r = float(img.header.get_zooms()[3]) if len(img.header.get_zooms()) > 3 else None
     common = dict(t_r=t_r or None, standardize=None, detrend=False)
     if atlas.kind == "labels":
@@ -202,7 +248,15 @@ def participant_fmri(record, atlas: Atlas, cfg: PrepConfig) -> FmriResult:
         ts = bold_timeseries(path, atlas, cfg, pid)
     else:
         raise QCError(pid, record.raw_bold, _missing_fmri_reason(record, atlas, cfg))
-    mean_fd = mean_framewise_displacement(record.confounds, pid)
+    if record.confounds is None:
+        mean_fd, motion_qc = float("nan"), "not run: no fMRIPrep confounds or XCP-D motion file"
+    else:
+        fd = framewise_displacement(record.confounds, pid)
+        if len(fd) < ts.shape[0]:
+            # (more rows is XCP-D's censoring: its motion file keeps the volumes its series dropped)
+            raise QCError(pid, record.confounds, f"{MISMATCHED_LENGTH}: {len(fd)} confound rows for "
+                                                 f"{ts.shape[0]} volumes of {path}")
+        mean_fd, motion_qc = float(np.nanmean(fd)), "checked"
     if np.isfinite(mean_fd) and mean_fd > cfg.fd_threshold:
         raise QCError(pid, record.confounds,
                       f"{EXCESSIVE_MOTION}: mean FD {mean_fd:.3f} mm > {cfg.fd_threshold:g} mm")
@@ -228,9 +282,19 @@ def participant_fmri(record, atlas: Atlas, cfg: PrepConfig) -> FmriResult:
     if not np.isfinite(mat).all():
         raise QCError(pid, path, f"{SINGULAR}: {cfg.fc_kind} of {int(keep.sum())} regions from "
                                  f"{ts.shape[0]} volumes is not finite (try fc_estimator='ledoit-wolf')")
+    if cfg.fc_kind == "correlation":
+        limit = np.arctanh(1 - 2e-6) if cfg.fisher_z else 1 - 2e-6
+        off = np.abs(mat) >= limit
+        np.fill_diagonal(off, False)
+        if off.any():
+            names = list(atlas.regions["name"][keep])
+            i, j = np.argwhere(off)[0]
+            raise QCError(pid, path, f"{SINGULAR}: {int(off.sum()) // 2} pair(s) of regions with identical "
+                                     f"time series (|r| = 1), e.g. {names[i]} and {names[j]}")
     full = np.zeros((atlas.n_regions, atlas.n_regions), dtype=np.float32)
     full[np.ix_(keep, keep)] = mat
-    return FmriResult(full, empty, int(ts.shape[0]), mean_fd)
+    return FmriResult(full, empty, int(ts.shape[0]), mean_fd, motion_qc,
+                      "xcpd" if use_tsv else "bold", str(path))
 
 
 def _missing_fmri_reason(record, atlas: Atlas, cfg: PrepConfig) -> str:

@@ -6,10 +6,15 @@ starts with a fixed category (the text before the first ``:``), so reasons can b
     missing modality | unreadable NIfTI | wrong dimensionality | too few volumes |
     excessive motion | empty regions | missing age | implausible age | duplicate participant ID |
     unreadable table | not cognitively normal | empty image | singular connectivity |
-    mismatched grid | registration failed
+    mismatched grid | registration failed | invalid participant ID | mismatched length |
+    wrong space
+
+A reason is always one line (line breaks in a library's message are joined), so ``qc.tsv`` can be
+read with grep and cut.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +35,9 @@ EMPTY_IMAGE = "empty image"
 SINGULAR = "singular connectivity"
 MISMATCHED_GRID = "mismatched grid"
 REGISTRATION_FAILED = "registration failed"
+INVALID_ID = "invalid participant ID"
+MISMATCHED_LENGTH = "mismatched length"
+WRONG_SPACE = "wrong space"
 
 
 class QCError(ValueError):
@@ -38,9 +46,14 @@ class QCError(ValueError):
     def __init__(self, participant: str, file: str | Path | None, reason: str):
         self.participant = participant
         self.file = str(file) if file is not None else ""
-        self.reason = reason
+        self.reason = one_line(reason)
         where = f" ({self.file})" if self.file else ""
         super().__init__(f"participant {participant}{where}: {reason}")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks (and tabs) replaced by single spaces."""
+    return re.sub(r"\s*[\r\n\t\v\f]+\s*", " ", str(text)).strip()
 
 
 def category(reason: str) -> str:
@@ -119,4 +132,7 @@ def format_summary(summary: dict) -> str:
     if summary["n_excluded"]:
         lines.append(f"  excluded: {part(exc)}")
         lines += [f"    {n:5d}  {reason}" for reason, n in summary["excluded_by_reason"].items()]
+    if summary.get("motion_not_checked"):
+        lines.append(f"  motion QC not run for {summary['motion_not_checked']} included participant(s): "
+                     "no fMRIPrep confounds or XCP-D motion file (see the motion_qc column of qc.tsv)")
     return "\n".join(lines)

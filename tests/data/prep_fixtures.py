@@ -226,3 +226,40 @@ def build_bids(root: Path, n_vol: int = 40) -> Path:
             write_bold(root / sub / "func" / f"{sub}_task-rest_bold.nii.gz", 5, seed)
     derivative_descriptions(deriv)
     return root
+
+
+# ------------------------------------------------------------------ XCP-D's own atlases
+def xcpd_atlas(deriv: Path, name: str = "4S156Parcels", n_regions: int = 12, networks: bool = True,
+               image: bool = True, layout: str = "atlases") -> tuple[list[str], list[str], np.ndarray]:
+    """An atlas as XCP-D ships it in its derivatives: ``_dseg.tsv`` (index, label[, network_label]) and,
+    when ``image``, the ``_dseg.nii.gz`` label image on the 8 mm fixture grid (one box per region).
+
+    ``layout``: ``"atlases"`` (``xcp_d/atlases/atlas-<A>/atlas-<A>_space-MNI152NLin6Asym_res-01_dseg``,
+    the dseg TSV without space entities) or ``"sourcedata"`` (newer XCP-D:
+    ``xcp_d/sourcedata/atlases/tpl-MNI152NLin6Asym/tpl-MNI152NLin6Asym_atlas-<A>_res-02_dseg``).
+    Returns (labels, networks, (R, 3) centres in mm of each region's box)."""
+    nets = [("Vis", "SomMot", "Default")[i % 3] if networks else "" for i in range(n_regions)]
+    labels = [f"LH_{n or 'Parcel'}_{i + 1}" for i, n in enumerate(nets)]
+    if layout == "atlases":
+        folder = deriv / "xcp_d" / "atlases" / f"atlas-{name}"
+        table = folder / f"atlas-{name}_dseg.tsv"
+        img_path = folder / f"atlas-{name}_space-MNI152NLin6Asym_res-01_dseg.nii.gz"
+    else:
+        folder = deriv / "xcp_d" / "sourcedata" / "atlases" / "tpl-MNI152NLin6Asym"
+        table = folder / f"tpl-MNI152NLin6Asym_atlas-{name}_res-02_dseg.tsv"
+        img_path = folder / f"tpl-MNI152NLin6Asym_atlas-{name}_res-02_dseg.nii.gz"
+    folder.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame({"index": np.arange(1, n_regions + 1) * 2, "label": labels})   # values 2, 4, ...
+    if networks:
+        df["network_label"] = nets
+    df.to_csv(table, sep="\t", index=False)
+    centres = np.full((n_regions, 3), np.nan)
+    if image:
+        data = np.zeros(GRID, dtype=np.int16)
+        for r in range(n_regions):
+            i0, j0 = 3 + 4 * (r % 4), 4 + 5 * (r // 4)
+            data[i0:i0 + 3, j0:j0 + 3, 8:12] = df["index"][r]
+            ijk = np.array([i0 + 1, j0 + 1, 9.5, 1.0])
+            centres[r] = (AFFINE @ ijk)[:3]
+        nib.save(nib.Nifti1Image(data, AFFINE), img_path)
+    return labels, nets, centres

@@ -8,10 +8,13 @@ names on disk and demographic tables; they never open images (that happens in pa
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 MODALITIES = ("fmri", "smri", "table")
@@ -96,11 +99,41 @@ def mark_duplicates(records: list[ParticipantRecord], file: Path | None) -> None
             r.problem = f"{DUPLICATE_ID}: {r.key} appears {counts[r.key]} times{where}"
 
 
+MISSING_TEXT = {"", "n/a", "nan"}
+
+
+def text_or_empty(value: Any) -> str:
+    """A cell as stripped text, ``""`` for blank / ``n/a`` / NaN (``NA`` is kept: it can be a label)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    text = str(value).strip()
+    return "" if text.lower() in MISSING_TEXT else text
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    """A CSV or TSV (by extension) with every column as text; errors name the file."""
+    """A CSV or TSV (by extension) with every cell as text, exactly as written (``NA`` stays ``NA``:
+    an ID, not a missing value; blank cells are ``""``); errors name the file.
+
+    ``index_col=False``: a delimiter at the end of each row (a trailing tab) does not shift the columns
+    (pandas would otherwise take the first column as the row index)."""
     sep = "\t" if path.suffix.lower() in {".tsv", ".txt"} else ","
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: not a regular file (a FIFO, device or folder?)" if Path(path).exists()
+                         else f"{path}: not found")
     try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, index_col=False)
+        if caught:       # rows longer than the header: fine when the extra fields are empty (trailing tabs)
+            width = len(df.columns)
+            raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, header=None, skiprows=1,
+                              names=list(range(width + 64)), index_col=False)
+            extra = raw.iloc[:, width:]
+            if (extra != "").to_numpy().any():
+                row = int(np.flatnonzero((extra != "").to_numpy().any(axis=1))[0]) + 2
+                raise ValueError(f"{path}: line {row} has more fields than the header's {width} "
+                                 f"({list(df.columns)[:8]}); the columns would be misread")
+        return df
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as "
                          "UTF-8, e.g. `iconv -f GBK -t UTF-8` for a GBK file") from exc
@@ -129,6 +162,23 @@ def require_columns(df: pd.DataFrame, columns: list[str], path: Path) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; found {list(df.columns)[:12]}")
+
+
+_LABEL = re.compile(r"[A-Za-z0-9]{1,100}")
+
+
+def label_problem(value: str, prefix: str = "sub-") -> str | None:
+    """Why ``value`` (``sub-<label>`` / ``ses-<label>``) is not a usable BIDS label, else None.
+
+    Letters and digits only (a ``/``, ``..`` or space would make a path of it), at most 100 of them
+    (file names are built from it, and file systems stop at 255 bytes)."""
+    label = value[len(prefix):] if value.startswith(prefix) else None
+    if label is None or not _LABEL.fullmatch(label):
+        shown = repr(value[:60]) + ("..." if len(value) > 60 else "")
+        if label is not None and len(label) > 100 and label.isalnum() and label.isascii():
+            return f"{shown} is {len(label)} characters long (at most 100: file names are built from it)"
+        return f"{shown} is not '{prefix}' and letters and digits only"
+    return None
 
 
 def with_prefix(label: str, prefix: str = "sub-") -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from amage_core.config import PrepConfig
 from amage_core.data.sources.base import (ParticipantRecord, SourceScan, check_sex_codes,
                                           mark_duplicates, normalise_sex, read_table, require_columns,
-                                          to_age, with_prefix)
+                                          label_problem, text_or_empty, to_age, with_prefix)
 from amage_core.data.sources.derivatives import (attach_derivatives, locate_derivatives,
                                                  raw_files)
 
@@ -29,6 +29,8 @@ _KNOWN = {"participant_id", "age", "sex", "site", "session"}
 
 
 def _sessions(root: Path, dirs, sub: str) -> list[str]:
+    if label_problem(sub) is not None:
+        return []
     bases = [root] + dirs.fmriprep + dirs.xcpd
     found = {p.name for b in bases for p in (b / sub).glob("ses-*") if p.is_dir()}
     return sorted(found)
@@ -45,7 +47,7 @@ def scan(root: Path, derivatives: Path | None, cfg: PrepConfig, cohort: str | No
         raise FileNotFoundError(f"{root}: no participants.tsv (is this a BIDS dataset root?)")
     df = read_table(tsv)
     require_columns(df, ["participant_id", "age", "sex"], tsv)
-    check_sex_codes(df["sex"].dropna(), tsv)
+    check_sex_codes([v for v in df["sex"] if text_or_empty(v)], tsv)
     dirs = locate_derivatives(derivatives, root)
     cohort = cohort or root.name
     feats = load_feature_table(table, table_id_column, id_map=with_prefix) if table else None
@@ -55,8 +57,9 @@ def scan(root: Path, derivatives: Path | None, cfg: PrepConfig, cohort: str | No
         extra = {k: row[k] for k in df.columns if k not in _KNOWN}
         records.append(ParticipantRecord(
             participant_id=sub, age=to_age(row["age"]), sex=normalise_sex(row["sex"]), cohort=cohort,
-            site=str(row["site"]) if "site" in df and isinstance(row["site"], str) else "",
-            session=with_prefix(row["session"], "ses-") if "session" in df and isinstance(row["session"], str) else "",
+            site=text_or_empty(row["site"]) if "site" in df else "",
+            session=with_prefix(text_or_empty(row["session"]), "ses-") if "session" in df
+            and text_or_empty(row["session"]) else "",
             extra=extra, demographics=tsv))
     listed = {r.participant_id for r in records}
     unlisted = sorted({p.name for b in [root] + dirs.fmriprep + dirs.xcpd for p in b.glob("sub-*")

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from amage_core.config import PrepConfig
-from amage_core.data.sources.base import (ParticipantRecord, SourceScan, mark_duplicates,
+from amage_core.data.sources.base import (ParticipantRecord, SourceScan, label_problem, mark_duplicates,
                                           normalise_sex, read_table, require_columns, to_age,
                                           with_prefix)
 from amage_core.data.sources.derivatives import attach_derivatives, locate_derivatives
@@ -116,6 +116,9 @@ def scan(root: Path, derivatives: Path | None, cfg: PrepConfig,
         sex = row["sex"] if isinstance(row["sex"], str) else None    # (pandas turns None into NaN)
         r = ParticipantRecord(sub, row["age"], sex, "camcan", demographics=demo_path)
         attach_derivatives(r, dirs, cfg.atlas)
+        if label_problem(sub) is not None:
+            records.append(r)                # excluded by the preparation; never used in a path
+            continue
         t1 = sorted((anat / sub / "anat").glob(f"{sub}*_T1w.nii*"))
         r.t1_raw = t1[0] if t1 else None
         if rest is not None:

@@ -8,6 +8,10 @@ XCP-D, newer and older namings (one column per region, one row per volume):
     ..._seg-<Atlas>_stat-mean_timeseries.tsv
     ..._atlas-<Atlas>_timeseries.tsv      (and the intermediate ..._atlas-<Atlas>_stat-mean_timeseries.tsv)
     ..._motion.tsv                         (framewise_displacement, used when fMRIPrep confounds are absent)
+XCP-D's atlases (labels of the time-series columns, the label image), searched under each XCP-D
+folder's ``atlases/`` and ``sourcedata/atlases/`` (any depth: ``atlas-<A>/`` or ``tpl-<T>/``):
+    [tpl-<T>_]atlas-<A>[_space-<S>][_res-<N>][_desc-<D>]_dseg.tsv      index, label[, network_label]
+    [tpl-<T>_]atlas-<A>[_space-<S>][_res-<N>][_desc-<D>]_dseg.nii.gz   the label image (NIfTI, not CIFTI)
 
 Only resting-state runs are used (``task-rest``, any case, or no task entity); with several runs,
 the first in sorted order.
@@ -19,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SPACE = "MNI152NLin2009cAsym"
-_TS = re.compile(r"_(?:seg|atlas)-([A-Za-z0-9]+)(?:_stat-mean)?_timeseries\.tsv$")
+_TS = re.compile(r"_(?:seg|atlas)-([A-Za-z0-9]+)(?:_den-[A-Za-z0-9]+)?(?:_stat-mean)?_timeseries\.tsv$")
+_ATLAS_ENTITY = re.compile(r"(?:^|_)atlas-([A-Za-z0-9]+)")
+# fMRIPrep's MNI space first, then XCP-D's default (MNI152NLin6Asym), then any other
+_SPACE_ORDER = ("MNI152NLin2009cAsym", "MNI152NLin6Asym")
 _TASK = re.compile(r"_task-([A-Za-z0-9]+)")
 
 
@@ -150,9 +157,18 @@ def find_xcpd(dirs: DerivativeDirs, sub: str, atlas: str, ses: str = "") -> Xcpd
     return found
 
 
+def _usable(sub: str, ses: str) -> bool:
+    """Only BIDS labels become paths (an ID such as ``sub-2/../sub-1`` would find another's files)."""
+    from amage_core.data.sources.base import label_problem
+
+    return label_problem(sub) is None and (not ses or label_problem(ses, "ses-") is None)
+
+
 def raw_files(root: Path, sub: str, ses: str = "") -> tuple[Path | None, Path | None]:
     """(T1w, rest BOLD) of the raw BIDS dataset at ``root`` (first run; any acq entity)."""
     t1 = bold = None
+    if not _usable(sub, ses):
+        return None, None
     for anat in _folders(root, sub, ses, "anat"):
         t1 = t1 or _first(anat.glob(f"{sub}*_T1w.nii*"))
     for func in _folders(root, sub, ses, "func"):
@@ -161,7 +177,10 @@ def raw_files(root: Path, sub: str, ses: str = "") -> tuple[Path | None, Path | 
 
 
 def attach_derivatives(record, dirs: DerivativeDirs, atlas: str) -> None:
-    """Fill a record's derivative paths (fMRIPrep and XCP-D) for its participant and session."""
+    """Fill a record's derivative paths (fMRIPrep and XCP-D) for its participant and session
+    (none for an ID that is not a BIDS label: it is excluded, and never used in a path)."""
+    if not _usable(record.participant_id, record.session):
+        return
     fp = find_fmriprep(dirs, record.participant_id, record.session)
     xc = find_xcpd(dirs, record.participant_id, atlas, record.session)
     record.t1_mni, record.brain_mask = fp.t1_mni, fp.brain_mask
@@ -169,3 +188,47 @@ def attach_derivatives(record, dirs: DerivativeDirs, atlas: str) -> None:
     record.confounds = fp.confounds or xc.motion
     record.timeseries = xc.timeseries
     record.xcpd_atlases = tuple(xc.atlases_found)
+
+
+@dataclass
+class XcpdAtlasFiles:
+    """One atlas shipped in XCP-D derivatives: its label table and (when present) label image."""
+
+    name: str                     # the atlas entity as XCP-D spells it (e.g. 4S156Parcels)
+    table: Path                   # ..._dseg.tsv
+    image: Path | None = None     # ..._dseg.nii[.gz] (volumetric); None for a CIFTI-only atlas
+
+
+def _atlas_folders(dirs: DerivativeDirs) -> list[Path]:
+    out = []
+    for base in dirs.xcpd:
+        for folder in (base / "atlases", base / "sourcedata" / "atlases"):
+            if folder.is_dir() and folder not in out:
+                out.append(folder)
+    return out
+
+
+def _image_rank(path: Path) -> tuple[int, str]:
+    space = re.search(r"_space-([A-Za-z0-9]+)", path.name) or re.search(r"^tpl-([A-Za-z0-9]+)", path.name)
+    label = space.group(1) if space else ""
+    return (_SPACE_ORDER.index(label) if label in _SPACE_ORDER else len(_SPACE_ORDER), path.name)
+
+
+def xcpd_atlases(dirs: DerivativeDirs) -> dict[str, XcpdAtlasFiles]:
+    """Every atlas whose label table XCP-D wrote into the derivatives, keyed by normalised name."""
+    found: dict[str, XcpdAtlasFiles] = {}
+    for folder in _atlas_folders(dirs):
+        for table in sorted(folder.rglob("*_dseg.tsv")):
+            m = _ATLAS_ENTITY.search(table.name)
+            if not m or _norm(m.group(1)) in found:
+                continue
+            name = m.group(1)
+            images = [p for p in table.parent.glob(f"*atlas-{name}_*dseg.nii*")
+                      if p.name.endswith((".nii", ".nii.gz")) and not p.name.endswith(".dlabel.nii")]
+            found[_norm(name)] = XcpdAtlasFiles(name, table, min(images, key=_image_rank) if images else None)
+    return found
+
+
+def find_xcpd_atlas(dirs: DerivativeDirs, name: str) -> XcpdAtlasFiles | None:
+    """The XCP-D atlas files for ``name`` (case and punctuation ignored), or None."""
+    return xcpd_atlases(dirs).get(_norm(name))
