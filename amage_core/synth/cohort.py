@@ -13,8 +13,10 @@
   at ages 20/50/80 by sex
 * ``maps/``: NIfTI maps on the T1 grid: GM loss per decade, late-life acceleration, male/female
   rate ratio, male minus female GM offset
-* ``effects.json``: every effect size used; ``oracle.json``: the oracle bounds
-  (:mod:`amage_core.synth.oracle`); ``config.json``: the configuration, written last (a complete run)
+* ``effects.json``: every effect size used; ``oracle.json``: the oracle, an unreachable bound
+  (``population``, ``cohort``; :mod:`amage_core.synth.oracle`), the reachable ``floor``
+  (:mod:`amage_core.synth.floor`) and the median-age guess's MAE; ``config.json``: the
+  configuration, written last (a complete run)
 
 Randomness comes from ``numpy.random.SeedSequence([seed, stream, participant])``, so the files do
 not depend on ``n_jobs`` and the same seed gives byte-identical files.
@@ -235,7 +237,7 @@ def _sphere_mean(values: np.ndarray, model: anatomy.AnatomyModel, coords: np.nda
 
 
 def _write_truth(ctx: _Context, participants: pd.DataFrame) -> None:
-    from amage_core.synth import oracle
+    from amage_core.synth import floor, oracle
 
     cfg, preset, model = ctx.cfg, ctx.preset, ctx.anatomy_model
     truth = ctx.root / "derivatives" / "truth"
@@ -277,6 +279,7 @@ def _write_truth(ctx: _Context, participants: pd.DataFrame) -> None:
         "latent_sds": sds,
         "population": oracle.monte_carlo_oracle(preset, sds, ORACLE_DRAWS, seed=cfg.seed),
         "cohort": oracle.cohort_oracle(age, latent, sds, preset),
+        "floor": floor.monte_carlo_floor(preset, sds, ctx.atlas, ctx.networks, floor.FLOOR_DRAWS, seed=cfg.seed),
         "median_age_predictor_mae": float(np.mean(np.abs(age - np.median(age)))),
     })
 
@@ -319,6 +322,20 @@ def load_truth(root: Path) -> Truth:
             raise FileNotFoundError(f"{path}: missing truth table")
         tables[name] = pd.read_csv(path, sep="\t", na_values="n/a")
     maps = {name: truth / "maps" / f"{name}.nii.gz" for name in MAP_NAMES}
+    config = read_json(truth / "config.json")
+    oracle = read_json(truth / "oracle.json")
+    if "floor" not in oracle:     # generated before the floor existed: computed now (seconds), not written
+        oracle["floor"] = _floor_of(config, oracle["latent_sds"])
+        oracle["floor"]["computed_on_read"] = True
     return Truth(root=root, participants=tables["participants_truth.tsv"], regions=tables["regions_truth.tsv"],
-                 networks=tables["networks_truth.tsv"], oracle=read_json(truth / "oracle.json"),
-                 effects=read_json(truth / "effects.json"), config=read_json(truth / "config.json"), maps=maps)
+                 networks=tables["networks_truth.tsv"], oracle=oracle,
+                 effects=read_json(truth / "effects.json"), config=config, maps=maps)
+
+
+def _floor_of(config: dict, sds: dict[str, float]) -> dict:
+    """The floor of a generated cohort from its ``config.json`` (as :func:`_write_truth` computes it)."""
+    from amage_core.synth import floor
+
+    cfg = config["config"]
+    return floor.monte_carlo_floor(get_preset(cfg["preset"]), sds, load_atlas(cfg["atlas"]),
+                                   n_draws=floor.FLOOR_DRAWS, seed=int(cfg["seed"]))

@@ -136,6 +136,55 @@ def hrf_noise(rng: np.random.Generator, n_volumes: int, n_series: int, tr: float
     return out / out.std(axis=0)
 
 
+LOADING_CLIP = (0.05, 0.97)    # a region's loading is clipped to this range
+COUPLING_CLIP = (0.0, 0.9)     # a network's coupling is clipped to this range
+
+
+def module_index(atlas: Atlas) -> np.ndarray:
+    """(R,) network index of each region; unlabelled regions (-1) form one extra module."""
+    net_idx = atlas.network_index()
+    if (net_idx < 0).any():
+        net_idx = np.where(net_idx < 0, net_idx.max() + 1, net_idx)
+    return net_idx
+
+
+def expected_module_loading(atlas: Atlas, networks: pd.DataFrame, fmri_age: np.ndarray,
+                            sex: np.ndarray) -> np.ndarray:
+    """(n, n_modules) expected network loading of participants of functional ages ``fmri_age`` (n,)
+    and sexes ``sex`` (n,) ("M"/"F"); the unlabelled module keeps :data:`OTHER_NETWORK`'s loading."""
+    n_net = int(module_index(atlas).max()) + 1
+    fmri_age = np.asarray(fmri_age, dtype=float)
+    sex = np.asarray(sex)
+    out = np.empty((len(fmri_age), n_net))
+    for s in ("F", "M"):
+        rows = sex == s
+        if rows.any():
+            lam = expected_loading(networks, fmri_age[rows], s).T          # (n_s, K)
+            out[rows] = np.concatenate([lam, np.full((lam.shape[0], 1), OTHER_NETWORK.loading_50)], axis=1)[:, :n_net]
+    return out
+
+
+def connectivity_parameters(atlas: Atlas, networks: pd.DataFrame, fmri_age: np.ndarray, sex: np.ndarray,
+                            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draw participants' noise-free connectivity parameters: everything the expected (infinitely
+    long scan) connectivity of a participant depends on.
+
+    fmri_age, sex: (n,). Returns (loadings (n, R) lambda_r, couplings (n, n_modules) rho_k): each
+    network's loading scatters around its expected value by :data:`NETWORK_LOADING_SD`, each region
+    around its network's by :data:`LOADING_SD` (clipped to :data:`LOADING_CLIP`), each network's
+    coupling around the expected one by :data:`COUPLING_SD` (clipped to :data:`COUPLING_CLIP`).
+    With n = 1 the draws are those :func:`simulate_function` makes for one participant.
+    """
+    net_idx = module_index(atlas)
+    n, n_net = len(fmri_age), int(net_idx.max()) + 1
+    lam_net = expected_module_loading(atlas, networks, fmri_age, sex)
+    lam_net = lam_net + NETWORK_LOADING_SD * rng.standard_normal((n, n_net))
+    lam = np.clip(lam_net[:, net_idx] + LOADING_SD * rng.standard_normal((n, len(net_idx))), *LOADING_CLIP)
+    rho = np.clip(expected_coupling(fmri_age)[:, None] + COUPLING_SD * rng.standard_normal((n, n_net)),
+                  *COUPLING_CLIP)
+    return lam, rho
+
+
 @dataclass
 class FunctionSample:
     """One participant's resting-state scan at region level."""
@@ -181,15 +230,10 @@ def framewise_displacement(params: np.ndarray) -> np.ndarray:
 def simulate_function(atlas: Atlas, networks: pd.DataFrame, preset: Preset, n_volumes: int, tr: float,
                       fmri_age: float, age: float, sex: str, rng: np.random.Generator) -> FunctionSample:
     """One participant's regional time series (see the module docstring)."""
-    net_idx = atlas.network_index()
-    if (net_idx < 0).any():
-        net_idx = np.where(net_idx < 0, net_idx.max() + 1, net_idx)   # unlabelled regions: own module
+    net_idx = module_index(atlas)
     n_net = int(net_idx.max()) + 1
-    lam_net = expected_loading(networks, fmri_age, sex)
-    lam_net = np.concatenate([lam_net, [OTHER_NETWORK.loading_50]])[: n_net]
-    lam_net = lam_net + NETWORK_LOADING_SD * rng.standard_normal(n_net)
-    lam = np.clip(lam_net[net_idx] + LOADING_SD * rng.standard_normal(len(net_idx)), 0.05, 0.97)
-    rho = np.clip(expected_coupling(fmri_age) + COUPLING_SD * rng.standard_normal(n_net), 0.0, 0.9)
+    lam, rho = (x[0] for x in connectivity_parameters(atlas, networks, np.array([fmri_age], dtype=float),
+                                                       np.array([sex]), rng))
 
     noise = hrf_noise(rng, n_volumes, 1 + n_net + len(net_idx), tr)
     g, u, e = noise[:, :1], noise[:, 1:1 + n_net], noise[:, 1 + n_net:]

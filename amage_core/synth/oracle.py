@@ -21,9 +21,11 @@ The bound is estimated by Monte Carlo: draw (A, gap, devs) from the generative m
 average |error|.
 
 Because real models must also see through the image-level variation, the oracle is a lower bound,
-not a target; the gap between a model and the oracle is what the model fails to extract. It is
-reported twice: for the population (Monte Carlo, with its standard error) and for this cohort's
-actual latent values.
+not a target. It is an **unreachable** bound: the generator adds per-participant scatter to the very
+parameters that age drives (network loadings and couplings, a grey-matter field), which no model can
+tell apart from ageing. The reachable bound is the **floor** (:mod:`amage_core.synth.floor`); models
+are measured against the floor, and the oracle is shown beside it. The oracle is reported twice: for
+the population (Monte Carlo, with its standard error) and for this cohort's actual latent values.
 """
 from __future__ import annotations
 
@@ -33,13 +35,14 @@ from amage_core.synth.latent import age_prior, rng_for, sample_ages, STREAM_ORAC
 from amage_core.synth.presets import Preset
 
 ASSUMPTIONS = (
-    "Ideal observer of the latent ages: a model of a modality recovers that modality's latent age "
+    "Unreachable bound. Ideal observer of the latent ages: a model of a modality recovers that modality's latent age "
     "(smri_age, fmri_age) exactly, i.e. every image-level nuisance (anatomy, head size, noise, bias, "
     "scanner, motion, finite scan length) is removed perfectly. What is left is the generative "
     "model's own noise: the shared brain-age gap and each modality's deviation. The prediction is the "
     "posterior median of chronological age under the preset's age prior (minimum expected absolute "
     "error); 'population' is a Monte Carlo estimate over the generative model, 'cohort' uses this "
-    "cohort's latent ages. Real models are worse; no model can be better in expectation."
+    "cohort's latent ages. It ignores the per-person scatter the generator adds to the parameters "
+    "that age drives, so no model can reach it; 'floor' is the reachable bound."
 )
 
 MODALITY_SETS: dict[str, tuple[str, ...]] = {"smri": ("smri",), "fmri": ("fmri",), "both": ("smri", "fmri")}
