@@ -339,3 +339,182 @@ def test_a_row_with_more_fields_than_the_header_is_refused_naming_the_line(tmp_p
     (tmp_path / "participants.tsv").write_text("participant_id\tage\tsex\nsub-01\t30\tM\t\nsub-02\t40\tF\t41\n")
     with pytest.raises(ValueError, match=r"participants\.tsv: line 3 has more fields than the header's 3"):
         bids.scan(tmp_path, None, pf.cfg())
+
+
+# --------------------------------------------------------------------------------------------
+# 3. the cohort's identity covers its input files
+# --------------------------------------------------------------------------------------------
+def test_editing_an_input_prepares_the_cohort_again(tmp_path, small_bids, capsys):
+    import shutil
+
+    root = tmp_path / "ds"
+    shutil.copytree(small_bids, root)
+    out = tmp_path / "o"
+    cfg = pf.cfg()
+    first = prepare_cohort("bids", root, out, cfg, progress=False)
+    assert first.participants["age"].tolist() == [20.0, 35.0, 50.0, 65.0]
+    capsys.readouterr()
+    again = prepare_cohort("bids", root, out, cfg, progress=True)
+    assert "up to date (4 participants)" in capsys.readouterr().err and again.n == 4
+    # an edited age
+    tsv = root / "participants.tsv"
+    tsv.write_text(tsv.read_text().replace("35", "36"))
+    c = prepare_cohort("bids", root, out, cfg, progress=True)
+    assert "inputs changed" in capsys.readouterr().err
+    assert c.participants["age"].tolist() == [20.0, 36.0, 50.0, 65.0]
+    # a T1 replaced by a constant image, a time series deleted
+    t1 = next((root / "derivatives/fmriprep/sub-03/anat").glob("*_desc-preproc_T1w.nii.gz"))
+    img = __import__("nibabel").load(t1)
+    __import__("nibabel").save(__import__("nibabel").Nifti1Image(np.ones(img.shape, np.float32), img.affine), t1)
+    next((root / "derivatives/xcp_d/sub-04/func").glob("*_timeseries.tsv")).unlink()
+    c = prepare_cohort("bids", root, out, cfg, progress=False)
+    reasons = dict(zip(c.qc["participant_id"], c.qc["reason"].fillna("")))
+    assert c.participants["participant_id"].tolist() == ["sub-01", "sub-02"]
+    assert qc.category(reasons["sub-03"]) == qc.EMPTY_IMAGE and qc.category(reasons["sub-04"]) == qc.MISSING_MODALITY
+
+
+def test_a_resumed_run_redoes_a_participant_whose_input_changed(tmp_path, small_bids, monkeypatch):
+    import shutil
+
+    from amage_core.data import prepare as prep
+
+    root = tmp_path / "ds"
+    shutil.copytree(small_bids, root)
+    out = tmp_path / "o"
+    real, calls = prep.prepare_participant, []
+
+    def interrupted(record, *args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(record.participant_id)
+        return real(record, *args, **kwargs)
+
+    monkeypatch.setattr(prep, "prepare_participant", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_cohort("bids", root, out, pf.cfg(), progress=False)
+    monkeypatch.setattr(prep, "prepare_participant", real)
+    names = pf.dosenbach_names()
+    pf.xcpd_tsv(root / "derivatives", "sub-01", "dosenbach160", pf.series(40, 160, 99), names)
+    c = prepare_cohort("bids", root, out, pf.cfg(), progress=False)
+    np.testing.assert_allclose(c.connectivity[0], reference_fc(pf.series(40, 160, 99)), rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. motion QC: refused when it cannot be checked, said when it did not run
+# --------------------------------------------------------------------------------------------
+FD_CELLS = st.sampled_from(["n/a", "", "0.1", "0", "1e-1", " 0.2 ", "0.45", "2.0mm", "-0.3", "inf", "NaN", "abc"])
+
+
+@SETTINGS
+@given(cells=st.lists(FD_CELLS, min_size=40, max_size=40), extra_rows=st.sampled_from([-10, -1, 0, 0, 5]))
+def test_framewise_displacement_is_checked_or_the_participant_excluded(tmp_path_factory, cells, extra_rows):
+    from amage_core.data.atlas import load_atlas
+    from amage_core.data.fmri import participant_fmri
+    from amage_core.data.sources.base import ParticipantRecord
+
+    folder = tmp_path_factory.mktemp("fd")
+    names = pf.dosenbach_names()
+    ts_path = pf.write_timeseries_tsv(folder / "sub-X_task-rest_seg-dosenbach160_stat-mean_timeseries.tsv",
+                                      pf.series(40, 160, 0), names)
+    n_rows = 40 + extra_rows
+    cells = (cells + ["0.1"] * 10)[:n_rows]
+    conf = folder / "sub-X_task-rest_desc-confounds_timeseries.tsv"
+    conf.write_text("trans_x\tframewise_displacement\n" + "".join(f"0\t{c}\n" for c in cells))
+    record = ParticipantRecord("sub-X", 30.0, "F", "c", timeseries=ts_path, confounds=conf)
+    parsed = []
+    for c in cells:
+        t = c.strip()
+        if t.lower() in ("", "n/a", "nan"):
+            parsed.append(np.nan)
+            continue
+        try:
+            parsed.append(float(t))
+        except ValueError:
+            parsed.append(None)
+    try:
+        res = participant_fmri(record, load_atlas("dosenbach160"), pf.cfg(fd_threshold=10.0))
+    except qc.QCError as exc:
+        assert exc.file == str(conf) and "sub-X" in str(exc)
+        cat = qc.category(exc.reason)
+        values = [v for v in parsed if v is not None and not np.isnan(v)]
+        assert (None in parsed or any(v < 0 or np.isinf(v) for v in values) or not values
+                or n_rows < 40), (cells, exc.reason)
+        assert cat in (qc.UNREADABLE_TABLE, qc.MISMATCHED_LENGTH), exc.reason
+        return
+    assert n_rows >= 40 and None not in parsed
+    finite = np.array([v for v in parsed if not np.isnan(v)])
+    assert finite.size and (finite >= 0).all() and np.isfinite(finite).all()
+    assert res.mean_fd == pytest.approx(finite.mean()) and res.motion_qc == "checked"
+
+
+def test_no_confounds_keeps_the_participant_and_says_motion_was_not_checked(tmp_path, capsys):
+    root = pf.build_xcpd_cohort(tmp_path / "ds", 3, n_vol=40)
+    c = prepare_cohort("bids", root, tmp_path / "o", pf.cfg(), progress=True)
+    err = capsys.readouterr().err
+    assert c.n == 3 and c.qc["motion_qc"].str.startswith("not run: no fMRIPrep confounds").all()
+    assert "motion QC not run for 3 included participant(s)" in err
+    assert c.manifest["qc"]["motion_not_checked"] == 3
+
+
+def test_regions_with_identical_series_are_an_exclusion(tmp_path):
+    from amage_core.data.atlas import load_atlas
+    from amage_core.data.fmri import participant_fmri
+    from amage_core.data.sources.base import ParticipantRecord
+
+    names = pf.dosenbach_names()
+    ts = pf.series(40, 160, 0)
+    for case, data in (("all identical", np.repeat(ts[:, :1], 160, axis=1)), ("two identical", ts.copy())):
+        if case == "two identical":
+            data[:, 7] = data[:, 3]
+        path = pf.write_timeseries_tsv(tmp_path / case.replace(" ", "_") / "sub-X_seg-dosenbach160_timeseries.tsv",
+                                       data, names)
+        with pytest.raises(qc.QCError, match="identical time series") as exc:
+            participant_fmri(ParticipantRecord("sub-X", 30.0, "F", "c", timeseries=path),
+                             load_atlas("dosenbach160"), pf.cfg())
+        assert exc.value.file == str(path) and qc.category(exc.value.reason) == qc.SINGULAR
+
+
+# --------------------------------------------------------------------------------------------
+# 7. smaller: FIFO, a second preparation into the same folder, one-line reasons, provenance
+# --------------------------------------------------------------------------------------------
+def test_a_fifo_in_place_of_a_time_series_is_an_exclusion_not_a_hang(tmp_path):
+    import signal
+
+    root = pf.build_xcpd_cohort(tmp_path / "ds", 2, n_vol=40)
+    tsv = next((root / "derivatives/xcp_d/sub-0002/func").glob("*_timeseries.tsv"))
+    tsv.unlink()
+    os.mkfifo(tsv)
+    signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("preparation hangs on a FIFO")))
+    signal.alarm(60)
+    try:
+        c = prepare_cohort("bids", root, tmp_path / "o", pf.cfg(), progress=False)
+    finally:
+        signal.alarm(0)
+    reason = c.qc.set_index("participant_id").loc["sub-0002", "reason"]
+    assert c.n == 1 and reason == f"{qc.UNREADABLE_TABLE}: not a regular file (a FIFO, device or folder)"
+
+
+def test_a_second_preparation_into_the_same_folder_is_refused(tmp_path, small_bids):
+    import fcntl
+
+    out = tmp_path / "o"
+    out.mkdir()
+    with open(out / ".prep.lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, err, _ = run_cli(_prep_args(small_bids, out))
+        assert_one_error_line(code, err, "another preparation is writing here")
+    code, err, _ = run_cli(_prep_args(small_bids, out))            # released: it runs
+    assert code == 0, err
+
+
+def test_reasons_are_one_line():
+    exc = qc.QCError("sub-1", "f.nii", "registration failed: ITK says\n  line two\r\n\tline three")
+    assert exc.reason == "registration failed: ITK says line two line three"
+
+
+def test_each_participants_connectivity_source_is_recorded(tmp_path):
+    c = prepare_cohort("bids", pf.build_bids(tmp_path / "bids"), tmp_path / "o", pf.cfg(), progress=False)
+    q = c.qc.set_index("participant_id")
+    assert q.loc["sub-06", "fmri_input"] == "bold" and q.loc["sub-06", "fmri_file"].endswith("_desc-preproc_bold.nii.gz")
+    assert (q.loc[["sub-01", "sub-02", "sub-03", "sub-04", "sub-05"], "fmri_input"] == "xcpd").all()
+    assert c.manifest["qc"]["n_included"] == 6
