@@ -1,6 +1,7 @@
 """Tables that chapters show: the profile in use and the paper's claims beside this repository's results."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from amage_core.config import Profile, load_profile, to_dict
@@ -38,37 +39,51 @@ def profile_summary(profile: Profile) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # Run products as tables
 # --------------------------------------------------------------------------------------------
-SHOWN_METRICS = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "pearson_r": "r", "gap_age_r": "r(gap, age)"}
+SHOWN_METRICS = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "pearson_r": "r", "gap_age_r": "r(gap, age)",
+                 "gap_age_spearman": "Spearman(gap, age)"}
 
 
-def metrics_summary(runs: dict, correction: str = "uncorrected", digits: int = 2) -> pd.DataFrame:
-    """One row per run: pooled metrics and the mean ± SD over folds of ``correction``
-    (``uncorrected`` or ``corrected``), computed by the run (``metrics.json``)."""
+def _accuracy(run) -> tuple[dict, dict, dict]:
+    """Pooled, fold-mean and fold-SD metrics of a run's **uncorrected** predictions, computed from its
+    predictions table (so every metric of :data:`SHOWN_METRICS` is there for old runs too)."""
+    from amage_core.evaluate.metrics import regression_metrics
+
+    df = run.predictions
+    pooled = regression_metrics(df["age"].to_numpy(float), df["predicted_age"].to_numpy(float))
+    per_fold = [regression_metrics(g["age"].to_numpy(float), g["predicted_age"].to_numpy(float))
+                for _, g in df.groupby(df["fold"].astype(str))] if "fold" in df else []
+
+    def stat(key, sd: bool):
+        values = [f[key] for f in per_fold if f[key] is not None]
+        if len(values) != len(per_fold) or len(values) < (2 if sd else 1):
+            return None                                  # undefined in a fold, or one fold: no SD
+        return float(np.std(values, ddof=1) if sd else np.mean(values))
+
+    return (pooled, {k: stat(k, False) for k in SHOWN_METRICS}, {k: stat(k, True) for k in SHOWN_METRICS})
+
+
+def _value(x, digits: int):
+    return "n/a" if x is None else round(float(x), digits)
+
+
+def metrics_summary(runs: dict, digits: int = 2) -> pd.DataFrame:
+    """One row per run: accuracy of the **uncorrected** predictions, pooled over the test
+    participants, and the MAE's mean ± SD over folds. Bias-corrected accuracy is never shown: the
+    age-dependent correction uses each test participant's age (see :mod:`amage_core.evaluate.metrics`)."""
     rows = {}
     for name, run in runs.items():
-        section = run.metrics[correction]
-        row = {}
-        for key, label in SHOWN_METRICS.items():
-            mean, sd = section["fold_mean"].get(key), section["fold_sd"].get(key)
-            row[label] = section["pooled"][key]
-            row[f"{label} (fold mean ± SD)"] = _pm(mean, sd, digits)
-        row["n"] = section["pooled"]["n"]
+        pooled, mean, sd = _accuracy(run)
+        row = {"MAE": _value(pooled["mae"], digits), "MAE (fold mean ± SD)": _pm(mean["mae"], sd["mae"], digits)}
+        row.update({label: _value(pooled[key], digits) for key, label in SHOWN_METRICS.items() if key != "mae"})
+        row["n"] = int(pooled["n"])
         rows[name] = row
-    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
-    return table.round(digits)
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
 
 
 def _pm(mean, sd, digits: int) -> str:
     if mean is None:
         return "n/a"
     return f"{mean:.{digits}f} ± {sd:.{digits}f}" if sd is not None else f"{mean:.{digits}f}"
-
-
-def both_corrections(run, digits: int = 2) -> pd.DataFrame:
-    """The pooled metrics of one run, uncorrected and bias-corrected side by side."""
-    rows = {kind: {label: run.metrics[kind]["pooled"][key] for key, label in SHOWN_METRICS.items()}
-            for kind in ("uncorrected", "corrected")}
-    return pd.DataFrame(rows).T.round(digits)
 
 
 def histories(run) -> dict[str, pd.DataFrame]:
@@ -119,40 +134,107 @@ def parameter_table(profile: Profile, cohort, variants: list[str]) -> pd.DataFra
 
 
 def oracle_bounds(profile: Profile, name: str) -> dict[str, float]:
-    """The synthetic cohort's oracle MAEs (best any model could reach; see ``amage_core.synth``) for
-    T1 alone, fMRI alone and both; empty for real data, where no such bound exists."""
-    from amage_core import workflow as wf
-    from amage_core.synth import load_truth
-
-    if profile.cohorts[name].source != "synthetic":
+    """The synthetic cohort's oracle MAEs (an **unreachable** bound: an ideal observer of the latent
+    ages; see :mod:`amage_core.synth.oracle`) for T1 alone, fMRI alone and both, on this cohort's
+    latent ages; empty for real data, where no such bound exists."""
+    oracle = _truth_oracle(profile, name)
+    if oracle is None:
         return {}
-    oracle = load_truth(wf.synthetic_source(profile, name, progress=False)).oracle["cohort"]
+    oracle = oracle["cohort"]
     return {"oracle T1": oracle["smri"]["mae"], "oracle fMRI": oracle["fmri"]["mae"],
             "oracle both": oracle["both"]["mae"]}
 
 
-def paired_tests(runs: dict, reference: str, correction: str = "uncorrected") -> pd.DataFrame:
-    """Each run against ``reference`` on the same participants: MAE difference (run - reference) and
-    the two-sided Wilcoxon signed-rank p-value on absolute errors."""
+def _truth_oracle(profile: Profile, name: str) -> dict | None:
+    from amage_core import workflow as wf
+    from amage_core.synth import load_truth
+
+    if profile.cohorts[name].source != "synthetic":
+        return None
+    return load_truth(wf.synthetic_source(profile, name, progress=False)).oracle
+
+
+# the modalities a model sees (its floor and oracle): fMRI-only and T1/table-only models by name,
+# every other model both
+MODEL_MODALITY = {"fmri": "fmri", "gcn": "fmri", "flat-gat": "fmri", "ridge-fc": "fmri", "svr-fc": "fmri",
+                  "smri": "smri", "sfcn": "smri", "tabular": "smri", "brainage-gpr": "smri", "ridge-table": "smri"}
+MODALITY_LABEL = {"smri": "T1", "fmri": "fMRI", "both": "both"}
+FLOOR_AIM = 1.25       # a model within 25% of its floor meets the aim
+
+
+def bounds(profile: Profile, name: str) -> dict[str, dict[str, float]]:
+    """{"floor"|"oracle": {"smri"|"fmri"|"both": MAE}} of a synthetic cohort (population Monte Carlo
+    values of ``oracle.json``: the reachable floor and the unreachable oracle); {} for real data."""
+    oracle = _truth_oracle(profile, name)
+    if oracle is None:
+        return {}
+    return {"floor": {k: oracle["floor"][k]["mae"] for k in MODALITY_LABEL},
+            "oracle": {k: oracle["population"][k]["mae"] for k in MODALITY_LABEL}}
+
+
+def floor_reference(profile: Profile, name: str, modality: str = "both") -> dict[str, float]:
+    """Reference lines for a figure: the floor and the (unreachable) oracle of ``modality``."""
+    b = bounds(profile, name)
+    if not b:
+        return {}
+    label = MODALITY_LABEL[modality]
+    return {f"floor, {label}": b["floor"][modality], f"oracle, {label} (unreachable)": b["oracle"][modality]}
+
+
+def floor_table(runs: dict, profile: Profile, name: str, models: dict[str, str] | None = None,
+                digits: int = 2) -> pd.DataFrame | str:
+    """Each run's MAE against the reachable floor of the modalities it sees (ratio: MAE / floor; the
+    aim is at most :data:`FLOOR_AIM`) with the unreachable oracle beside it. ``models`` maps a run's
+    label to its model name (the labels are the names when absent). A sentence for real data."""
+    b = bounds(profile, name)
+    if not b:
+        return "real data: no floor (the truth is unknown)"
+    rows = {}
+    for label, run in runs.items():
+        modality = MODEL_MODALITY.get((models or {}).get(label, label), "both")
+        mae = _accuracy(run)[0]["mae"]
+        floor = b["floor"][modality]
+        rows[label] = {"modalities": MODALITY_LABEL[modality], "MAE": round(mae, digits),
+                       "floor MAE": round(floor, digits), "MAE / floor": round(mae / floor, digits),
+                       f"within {round(100 * (FLOOR_AIM - 1))}% of the floor": "yes" if mae <= FLOOR_AIM * floor else "no",
+                       "oracle MAE (unreachable)": round(b["oracle"][modality], digits)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+
+
+def paired_tests(runs: dict, reference: str) -> pd.DataFrame:
+    """Each run against ``reference`` on the same participants (uncorrected predictions): MAE
+    difference (run - reference) and the two-sided Wilcoxon signed-rank p-value on absolute errors."""
     from amage_core.evaluate.compare import compare_runs
+    from amage_core.evaluate.verdicts import format_p
 
     rows = {}
     for name, run in runs.items():
         if name == reference:
             continue
-        c = compare_runs(run.predictions, runs[reference].predictions, correction)
-        rows[name] = {"MAE": c.mae_a, f"MAE − {reference}": c.mae_difference, "Wilcoxon p": c.p_value, "n": c.n}
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model").round(4)
+        c = compare_runs(run.predictions, runs[reference].predictions, "uncorrected")
+        rows[name] = {"MAE": round(c.mae_a, 2), f"MAE − {reference}": round(c.mae_difference, 2),
+                      "Wilcoxon p": format_p(c.p_value), "n": int(c.n)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
 
 
-def fold_spread(runs: dict, correction: str = "uncorrected") -> pd.DataFrame:
-    """Pooled value and SD over folds of each metric, per run (columns ``mae``, ``mae_sd``, ...)."""
+def fold_spread(runs: dict) -> pd.DataFrame:
+    """Pooled value and SD over folds of each metric of the uncorrected predictions, per run
+    (columns ``mae``, ``mae_sd``, ...)."""
     rows = {}
     for name, run in runs.items():
-        section = run.metrics[correction]
-        rows[name] = {**{k: section["pooled"][k] for k in SHOWN_METRICS},
-                      **{f"{k}_sd": section["fold_sd"][k] for k in SHOWN_METRICS}}
+        pooled, _, sd = _accuracy(run)
+        rows[name] = {**{k: pooled[k] for k in SHOWN_METRICS}, **{f"{k}_sd": sd[k] for k in SHOWN_METRICS}}
     return pd.DataFrame.from_dict(rows, orient="index").astype(float)
+
+
+def compare_sentence(runs: dict, a: str, b: str) -> str:
+    """A sentence, generated from the runs, on whether run ``a`` has lower errors than run ``b``
+    (:func:`amage_core.evaluate.verdicts.compare`: seed spread and paired test; a run with ``.runs``
+    gives every seed)."""
+    from amage_core.evaluate import verdicts
+
+    v = verdicts.compare(verdicts.tables_of(runs[a]), verdicts.tables_of(runs[b]), a, b)
+    return verdicts.verdict_sentence(v)
 
 
 def qc_table(cohorts: dict) -> pd.DataFrame:

@@ -1,4 +1,12 @@
-"""Brain-age metrics: MAE, RMSE, R2, Pearson r and the correlation of the brain-age gap with age.
+"""Brain-age metrics: MAE, RMSE, R2, Pearson r and the correlation of the brain-age gap with age
+(Pearson and Spearman).
+
+Accuracy is always read from the **uncorrected** predictions (de Lange et al. 2022; Butler et al.
+2021): the age-dependent bias correction (``predicted_age_corrected``, the offset form fit on
+training participants) uses each test participant's own age when applied, so its MAE, R² and r
+flatter any model, down to a constant predictor scoring near 0. The corrected predictions are for
+brain-age-gap analyses only (group differences such as sex or autism), and ``metrics.json`` keeps
+them under ``corrected`` for those, never to be shown as accuracy.
 
 :func:`summarise` turns a run's ``predictions.tsv`` table into ``metrics.json``: for the
 uncorrected (``predicted_age``) and bias-corrected (``predicted_age_corrected``) predictions, the
@@ -14,7 +22,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
-METRICS = ("mae", "rmse", "r2", "pearson_r", "gap_age_r")
+METRICS = ("mae", "rmse", "r2", "pearson_r", "gap_age_r", "gap_age_spearman")
 PREDICTION_COLUMNS = {"uncorrected": "predicted_age", "corrected": "predicted_age_corrected"}
 
 
@@ -22,7 +30,8 @@ def regression_metrics(age: np.ndarray, predicted: np.ndarray) -> dict[str, floa
     """Metrics of ``predicted`` against chronological ``age`` (both (N,) years).
 
     ``gap_age_r`` is Pearson's r between the brain-age gap (predicted - age) and age: negative
-    when old people are under- and young people over-estimated (regression to the mean).
+    when old people are under- and young people over-estimated (regression to the mean);
+    ``gap_age_spearman`` is the same with Spearman's rank correlation.
     """
     age = np.asarray(age, dtype=float)
     predicted = np.asarray(predicted, dtype=float)
@@ -35,6 +44,7 @@ def regression_metrics(age: np.ndarray, predicted: np.ndarray) -> dict[str, floa
         "r2": float(r2_score(age, predicted)) if len(age) > 1 else None,
         "pearson_r": _pearson(age, predicted),
         "gap_age_r": _pearson(age, predicted - age),
+        "gap_age_spearman": _spearman(age, predicted - age),
     }
     return out
 
@@ -64,9 +74,9 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
     rows = []
     for kind in PREDICTION_COLUMNS:
         section = metrics[kind]
-        rows.append({"correction": kind, "scope": "pooled", **{m: section["pooled"][m] for m in METRICS}})
-        rows.append({"correction": kind, "scope": "fold mean", **section["fold_mean"]})
-        rows.append({"correction": kind, "scope": "fold SD", **section["fold_sd"]})
+        rows.append({"correction": kind, "scope": "pooled", **{m: section["pooled"].get(m) for m in METRICS}})
+        rows.append({"correction": kind, "scope": "fold mean", **{m: section["fold_mean"].get(m) for m in METRICS}})
+        rows.append({"correction": kind, "scope": "fold SD", **{m: section["fold_sd"].get(m) for m in METRICS}})
     return pd.DataFrame(rows).astype({m: float for m in METRICS})
 
 
@@ -79,6 +89,12 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
     return float(stats.pearsonr(a, b).statistic)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    return float(stats.spearmanr(a, b).statistic)
 
 
 def _sd(values: list[float]) -> float:

@@ -49,17 +49,19 @@ def _models(**maes):
 
 
 def test_verdict_met():
-    v = verdict(_models(amagenet=3.3, smri=4.0, fmri=5.0, stacking=3.5), {"both": 3.0, "smri": 3.1, "fmri": 4.1})
-    assert v["within_15pct_of_oracle"] and v["better_than_every_baseline"]
-    assert v["ratio_to_oracle"] == pytest.approx(1.1) and v["best_other_model"] == "stacking"
+    v = verdict(_models(amagenet=3.6, smri=4.0, fmri=6.5, stacking=3.7), {"both": 3.0, "smri": 3.1, "fmri": 6.0})
+    assert v["within_25pct_of_floor"] and v["better_than_every_baseline"]
+    assert v["ratio_to_floor"] == pytest.approx(1.2) and v["best_other_model"] == "stacking"
     assert v["notes"] == []
 
 
 def test_verdict_missed_says_why():
-    v = verdict(_models(amagenet=7.0, smri=8.0, fmri=9.0, ridge_fc=6.5), {"both": 3.0, "smri": 3.1, "fmri": 4.1})
-    assert not v["within_15pct_of_oracle"] and not v["better_than_every_baseline"]
+    v = verdict(_models(amagenet=7.0, smri=8.0, fmri=9.0, ridge_fc=6.5), {"both": 3.0, "smri": 3.1, "fmri": 6.0},
+                {"both": 2.7})
+    assert not v["within_25pct_of_floor"] and not v["better_than_every_baseline"]
     text = " ".join(v["notes"])
     assert "2.33x" in text and "ridge_fc" in text and "sMRI branch" in text and "fMRI branch" in text
+    assert "unreachable" in text and "2.70" in text
 
 
 def test_entry_ratio():
@@ -110,12 +112,14 @@ def test_machine_names_cpu_cores_and_memory():
 
 
 def _fake_results() -> dict:
-    model = {"mae": 5.0, "rmse": 6.0, "r2": 0.8, "r": 0.9, "mae_corrected": 4.9, "seconds": 12.0, "reused": False}
+    model = {"mae": 5.0, "rmse": 6.0, "r2": 0.8, "r": 0.9, "gap_age_r": -0.4, "floor_mae": 2.5, "ratio_to_floor": 2.0,
+             "seconds": 12.0, "reused": False}
     return {
         "mode": "quick", "device": "cpu", "created": "2026-01-01T00:00:00+00:00", "elapsed_seconds": 10,
         "machine": machine.machine(), "git": {"commit": "abc", "dirty": True},
         "accuracy": {"models": {"amagenet": model, "ridge-fc": {**model, "mae": 6.0}},
-                     "oracle_mae_by_modality": {"both": 3.0, "smri": 3.2, "fmri": 4.0}, "oracle_mae": 3.0,
+                     "oracle_mae_by_modality": {"both": 2.4, "smri": 2.6, "fmri": 4.0}, "oracle_mae": 2.4,
+                     "floor_mae_by_modality": {"both": 2.5, "smri": 2.6, "fmri": 5.9}, "floor_mae": 2.5,
                      "n_included": {"camcan": 48, "oasis3": 24},
                      "setup": {"cohorts": {"camcan": {"preset": "camcan-like", "n_subjects": 48, "voxel_size_mm": 8.0}},
                                "t1_shape": [16, 20, 16], "atlas": "dosenbach160",
@@ -123,8 +127,8 @@ def _fake_results() -> dict:
                                          "block_config": [1, 1]}, "fusion": {"dim": 16}},
                                "train": {"folds": 2, "protocol": "nested", "epochs": 2, "early_stopping_patience": 5,
                                          "batch_size": 16, "lr": 0.001, "seed": 0}},
-                     "verdict": verdict(_models(amagenet=5.0, **{"ridge-fc": 6.0}), {"both": 3.0}),
-                     "transfer": {"models": {"amagenet": model}, "oracle_mae": 2.5}},
+                     "verdict": verdict(_models(amagenet=5.0, **{"ridge-fc": 6.0}), {"both": 2.5}),
+                     "transfer": {"models": {"amagenet": model}, "oracle_mae": 2.5, "floor_mae": 2.7}},
         "throughput": {"input_pipeline": entry(100.0, "samples/s", "MONAI", 10.0, note="a note")},
         "memory": {"prep_1x_peak_mb": 800.0},
         "scaling": {"participants": [8, 16, 32], "generation_seconds": [1, 2, 4], "prep_seconds": [1, 2, 4],
@@ -142,8 +146,9 @@ def test_markdown_report_has_every_section():
     text = markdown.render(_fake_results())
     for heading in ("# Benchmark (quick)", "## Accuracy", "### Throughput", "### Scaling", "## GPU", "## Book", "## ABIDE"):
         assert heading in text
-    assert "| amagenet | 5.00 | 6.00 | 0.80 | 0.90 | 4.90 | 12 s |" in text
-    assert "within 15% of the multimodal oracle MAE: **no**" in text and "better than every other model: yes" in text
+    assert "| amagenet | 5.00 | 6.00 | 0.80 | 0.90 | -0.40 | 2.50 | 2.00x | 12 s |" in text
+    assert "within 25% of the multimodal floor MAE: **no**" in text and "better than every other model: yes" in text
+    assert "Reachable floor MAE" in text and "unreachable bound" in text and "bias-corrected" not in text
     assert "10.00x" in text and "a run note" in text
     assert not markdown.render(_fake_results(), title=False).startswith("# ")
 
@@ -183,10 +188,10 @@ def test_profile_errors_name_the_profile():
 
 
 def test_markdown_abide_table():
-    model = {"label": "ridge on FC", "mae": 3.7, "r": 0.75, "mae_corrected": 3.6, "autism_gap_d": 0.1,
+    model = {"label": "ridge on FC", "mae": 3.7, "r": 0.75, "mae_corrected": 3.6, "autism_gap_d": 0.1,   # never shown
              "autism_gap_d_ci": [-0.1, 0.3], "seconds": 4.0, "reused": False}
     lines = markdown.abide({"available": True, "n_folds": 5, "cohorts": {"abide": {"models": {"ridge-fc": model}}}})
-    assert "| abide | ridge on FC | 3.70 | 0.75 | 3.60 | 0.10 [-0.10, 0.30] | 4 s |" in lines
+    assert "| abide | ridge on FC | 3.70 | 0.75 | 0.10 [-0.10, 0.30] | 4 s |" in lines
     assert "Not available: no data" in markdown.abide({"available": False, "reason": "no data"})[0]
 
 

@@ -24,11 +24,13 @@ def test_metrics_on_known_inputs():
     assert m["r2"] == pytest.approx(1 - ss_res / ss_tot) == pytest.approx(r2_score(AGE, PRED))
     assert m["pearson_r"] == pytest.approx(np.corrcoef(AGE, PRED)[0, 1])
     assert m["gap_age_r"] == pytest.approx(stats.pearsonr(AGE, PRED - AGE).statistic)
+    assert m["gap_age_spearman"] == pytest.approx(stats.spearmanr(AGE, PRED - AGE).statistic)
 
 
 def test_undefined_correlations_are_none_not_nan():
     m = regression_metrics(AGE, np.full(4, 35.0))      # constant predictions
     assert m["pearson_r"] is None and m["mae"] == pytest.approx(10.0)
+    assert m["gap_age_spearman"] == pytest.approx(-1.0)    # the gap is minus age: all regression to the mean
 
 
 def test_summary_pools_and_averages_folds():
