@@ -89,3 +89,19 @@ def test_core_runs_on_the_lowest_supported_versions(tmp_path):
     for name, version in ran.items():
         if canonicalize_name(name) in lowest:
             assert version == lowest[canonicalize_name(name)], f"{name} {version} is not the floor"
+
+
+def test_binder_builds_from_pyproject_with_the_cpu_torch():
+    """repo2docker reads binder/ (and then ignores the top-level environment.yml): Python and pip
+    from binder/environment.yml, then postBuild installs the cpu extra's torch and the package."""
+    import yaml
+
+    env = yaml.safe_load((REPO / "binder/environment.yml").read_text())
+    assert any(str(d).startswith("python=3.11") for d in env["dependencies"]) and "pip" in env["dependencies"]
+    post = REPO / "binder/postBuild"
+    assert post.stat().st_mode & 0o111, "binder/postBuild must be executable"
+    text = post.read_text()
+    assert "download.pytorch.org/whl/cpu" in text and "pip install --no-cache-dir -e ." in text
+    spec = subprocess.run(["bash", "-c", "sed -n 's/^cpu = \\[\"\\(torch==[^\"]*\\)\"\\]/\\1/p' pyproject.toml"],
+                          cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    assert spec == "torch==2.13.0"
