@@ -33,13 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _pairs(items: list[str], flag: str) -> dict[str, Any]:
     import yaml
 
+    from amage_core.config import read_yaml
+
     out = {}
     for item in items:
         k, sep, v = item.partition("=")
         if not sep:
             raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
         try:
-            out[k.strip()] = yaml.safe_load(v)
+            out[k.strip()] = read_yaml(v)
         except yaml.YAMLError as exc:
             raise ValueError(f"{flag} {item!r}: the value is not valid YAML "
                              f"({getattr(exc, 'problem', None) or exc})") from exc

@@ -133,8 +133,11 @@ def input_fingerprint(r: ParticipantRecord) -> str:
 @contextlib.contextmanager
 def _locked(out: Path):
     """Hold ``<out>/.prep.lock`` (an advisory lock, released when the process ends, even killed)."""
+    import errno
     import fcntl
 
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(out))
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK
     fh = open(path, "a+")

@@ -518,3 +518,31 @@ def test_each_participants_connectivity_source_is_recorded(tmp_path):
     assert q.loc["sub-06", "fmri_input"] == "bold" and q.loc["sub-06", "fmri_file"].endswith("_desc-preproc_bold.nii.gz")
     assert (q.loc[["sub-01", "sub-02", "sub-03", "sub-04", "sub-05"], "fmri_input"] == "xcpd").all()
     assert c.manifest["qc"]["n_included"] == 6
+
+
+# --------------------------------------------------------------------------------------------
+# 7. YAML: numbers as YAML 1.2 reads them, duplicate keys refused
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, lr", [("train: {lr: 1e-3}", 1e-3), ("train: {lr: 5E-4}", 5e-4),
+                                      ("train: {lr: 2.5e-4}", 2.5e-4), ("train: {lr: .001}", 1e-3)])
+def test_yaml_numbers_in_exponent_form_are_numbers(tmp_path, text, lr):
+    from amage_core.config import load_profile
+
+    path = tmp_path / "p.yml"
+    path.write_text(text)
+    assert load_profile(path).train.lr == pytest.approx(lr)
+
+
+def test_duplicate_yaml_keys_are_refused_naming_file_and_key(tmp_path):
+    from amage_core.config import ConfigError, load_profile
+
+    path = tmp_path / "dup.yml"
+    path.write_text("train:\n  lr: 0.1\n  epochs: 3\n  lr: 0.001\n")
+    with pytest.raises(ConfigError, match=r"dup\.yml: not valid YAML .*duplicate key 'lr'"):
+        load_profile(path)
+
+
+def test_prep_set_reads_exponent_numbers(tmp_path, small_bids):
+    code, err, _ = run_cli(_prep_args(small_bids, tmp_path / "o", "--set", "fd_threshold=5e-1"))
+    assert code == 0, err
+    assert load_cohort(tmp_path / "o").manifest["config"]["fd_threshold"] == 0.5
