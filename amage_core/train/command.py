@@ -15,12 +15,16 @@ import argparse
 import sys
 
 BASELINE_NAMES = ("ridge-fc", "svr-fc", "brainage-gpr", "ridge-table", "stacking")
+# the names of amage_core.models.VARIANTS, written out so that --help needs no torch import
+# (tests/reliability/test_rel_trust.py checks that the two lists agree)
+VARIANT_NAMES = ("amagenet", "released-code", "fmri", "smri", "sfcn", "tabular", "gcn", "flat-gat", "no-gate",
+                 "no-xattn", "concat")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="prepared cohort folder (amage prep)")
     parser.add_argument("--model", required=True,
-                        help=f"a model variant (amage_core.models.VARIANTS) or a baseline: {', '.join(BASELINE_NAMES)}")
+                        help=f"a model variant: {', '.join(VARIANT_NAMES)}; or a baseline: {', '.join(BASELINE_NAMES)}")
     parser.add_argument("--profile", default="demo", help="demo, paper or a profile YAML path (default: demo)")
     parser.add_argument("--out", required=True, help="run directory to write")
     parser.add_argument("--folds", type=int, help="number of cross-validation folds (profile: train.folds)")

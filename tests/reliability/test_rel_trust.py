@@ -546,3 +546,17 @@ def test_prep_set_reads_exponent_numbers(tmp_path, small_bids):
     code, err, _ = run_cli(_prep_args(small_bids, tmp_path / "o", "--set", "fd_threshold=5e-1"))
     assert code == 0, err
     assert load_cohort(tmp_path / "o").manifest["config"]["fd_threshold"] == 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# 8. the command line
+# --------------------------------------------------------------------------------------------
+def test_train_help_lists_every_model_variant_and_baseline():
+    from amage_core.models import VARIANTS
+    from amage_core.train.command import BASELINE_NAMES
+
+    code, err, out = run_cli(["train", "--help"])
+    assert code == 0
+    text = " ".join(out.split())
+    for name in [*VARIANTS, *BASELINE_NAMES]:
+        assert f" {name}," in text or f" {name};" in text or f" {name} " in text or text.endswith(name), name
