@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from amage_core.config import PrepConfig, to_dict
-from amage_core.data.fmri import READ_ERRORS
+from amage_core.data.fmri import READ_ERRORS, require_regular_file
 from amage_core.data.qc import (EMPTY_IMAGE, MISMATCHED_GRID, MISSING_MODALITY, REGISTRATION_FAILED,
                                 UNREADABLE_NIFTI, WRONG_DIM, QCError)
 
@@ -103,6 +103,7 @@ def _load(path, participant: str):
     """
     import nibabel as nib
 
+    require_regular_file(path, participant, UNREADABLE_NIFTI)     # a FIFO would block the read
     try:
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj, dtype=np.float32)
