@@ -87,12 +87,21 @@ def availability(profile: str | Profile, name: str = FMRI_COHORT) -> Availabilit
     if name not in prof.cohorts or prof.cohorts[name].source != "abide":
         return Availability(False, f"skipped: profile {prof.name!r} has no ABIDE cohort {name!r}")
     root = wf.resolve_path(prof.cohorts[name].root).resolve()
+    shown = _shown_path(prof.cohorts[name].root)
     if (root / "ABIDE_pcp").is_dir():
-        return Availability(True, f"ABIDE I found at {root}")
+        return Availability(True, f"ABIDE I found at {shown}")
     if root.is_dir():
-        return Availability(True, f"ABIDE I not cached at {root}: nilearn will try to download it")
-    return Availability(False, f"skipped: ABIDE I is not at {root} (create the folder to let nilearn "
+        return Availability(True, f"ABIDE I not cached at {shown}: nilearn will try to download it")
+    return Availability(False, f"skipped: ABIDE I is not at {shown} (create the folder to let nilearn "
                                "download it there, or point the profile's abide root at a copy)")
+
+
+def _shown_path(configured: str) -> str:
+    """The root as the profile writes it when that is relative (``../shared/data/abide``), else only
+    its folder's name: messages end up in the rendered book, which must not show a machine's paths."""
+    if Path(configured).is_absolute() or configured.startswith("~"):
+        return f"the profile's abide root (…/{Path(configured).name})"
+    return configured
 
 
 def load(profile: str | Profile, name: str = FMRI_COHORT, progress: bool = False) -> AbideData:
@@ -285,8 +294,6 @@ def group_gap(df: pd.DataFrame, gap: str = "gap_corrected", group: str = "dx",
 # Everything a chapter or the benchmark shows
 # --------------------------------------------------------------------------------------------
 CHAPTER = "11_abide"
-# Reference figures on this data with sites mixed (5-fold; optimistic): shared/reference/anchors.md
-SITES_MIXED_REFERENCE = {"ridge FC, all, sites mixed": 3.68, "ridge FreeSurfer, males, sites mixed": 3.35}
 
 
 def settings(profile: str | Profile) -> dict[str, Any]:
@@ -331,16 +338,19 @@ def cohort_table(datasets: dict[str, AbideData]) -> pd.DataFrame:
 
 
 def runs_table(results: dict[str, AbideRun], labels: dict[str, str] | None = None) -> pd.DataFrame:
-    """Pooled site-held-out metrics of each model on the controls, uncorrected and bias-corrected,
-    with the wall time of the cross-validation."""
+    """Pooled site-held-out accuracy of each model on the controls (uncorrected predictions: the
+    age-dependent correction is for the gap analysis only), with the wall time of the cross-validation."""
+    from amage_core.evaluate.metrics import regression_metrics
+
     rows = {}
     for model, r in results.items():
-        u, c = r.run.metrics["uncorrected"]["pooled"], r.run.metrics["corrected"]["pooled"]
+        df = r.run.predictions
+        u = regression_metrics(df["age"].to_numpy(float), df["predicted_age"].to_numpy(float))
         rows[(labels or {}).get(model, model)] = {
-            "MAE": u["mae"], "r": u["pearson_r"], "R²": u["r2"], "r(gap, age)": u["gap_age_r"],
-            "MAE corrected": c["mae"], "r(gap, age) corrected": c["gap_age_r"], "n": u["n"],
-            "time (s)": r.seconds}
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model").round(2)
+            "MAE": u["mae"], "RMSE": u["rmse"], "R²": u["r2"], "r": u["pearson_r"], "r(gap, age)": u["gap_age_r"],
+            "Spearman(gap, age)": u["gap_age_spearman"], "n": int(u["n"]),
+            "time (s)": "reused" if r.seconds is None else int(round(r.seconds))}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model").round(2).fillna("n/a")
 
 
 def gap_summary(results: dict[str, AbideRun], data: AbideData, labels: dict[str, str] | None = None,

@@ -237,9 +237,39 @@ def compare_sentence(runs: dict, a: str, b: str) -> str:
     return verdicts.verdict_sentence(v)
 
 
+NOT_APPLICABLE = "–"
+
+
+def _is_p(column) -> bool:
+    name = str(column).lower()
+    return name in {"p", "p-value", "pvalue"} or name.endswith((" p", "_p", "p>|t|", "p>|z|")) or name.startswith("p_")
+
+
+def _is_count(column) -> bool:
+    name = str(column).lower()
+    return name == "n" or name.startswith("n_") or name.endswith(" n")
+
+
+def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A table as a reader wants it: p-values as "< 0.001" (else three decimals), counts as integers,
+    other numbers rounded to ``digits``, and "–" (not NaN) in cells that do not apply."""
+    from amage_core.evaluate.verdicts import format_p
+
+    out = table.copy()
+    for col in out.columns:
+        values = out[col]
+        if _is_p(col) and pd.api.types.is_numeric_dtype(values):
+            out[col] = [NOT_APPLICABLE if pd.isna(v) else format_p(float(v)) for v in values]
+        elif _is_count(col) and pd.api.types.is_numeric_dtype(values):
+            out[col] = [NOT_APPLICABLE if pd.isna(v) else int(round(float(v))) for v in values]
+        elif pd.api.types.is_float_dtype(values):
+            out[col] = values.round(digits)
+    return out.astype(object).where(out.notna(), NOT_APPLICABLE)
+
+
 def qc_table(cohorts: dict) -> pd.DataFrame:
     """Included/excluded counts by reason with their age and sex, per prepared cohort
     (``qc_summary.tsv`` written by the preparation)."""
     parts = [pd.read_csv(c.root / "qc_summary.tsv", sep="\t").assign(cohort=name) for name, c in cohorts.items()]
     table = pd.concat(parts, ignore_index=True).set_index(["cohort", "status", "category"])
-    return table.round(1)
+    return readable(table, digits=1)

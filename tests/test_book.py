@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,7 +88,69 @@ def test_book_builds_on_the_tiny_profile(tiny_book):
         assert "Traceback (most recent call last)" not in text, f"{chapter.stem} shows an error"
         assert "output traceback" not in text and "output stderr" not in text, f"{chapter.stem} shows stderr"
         assert str(tiny_book.profile.parent) not in text, f"{chapter.stem} shows a local path (parameters cell)"
+        assert not local_paths(text), f"{chapter.stem} shows a local path: {local_paths(text)[:3]}"
     # a second run with nothing changed reuses every chapter
     proc = subprocess.run(tiny_book.command + ["--no-html"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("unchanged, reusing") == len(CHAPTERS)
+
+
+# ------------------------------------------------------------------------------------------------
+# What a reader sees: no local path, no NaN cell, no bias-corrected accuracy (issue 16)
+# ------------------------------------------------------------------------------------------------
+_ROOTS = ("home", "tmp", "work", "Users", "root", "var", "mnt", "data", "opt", "srv", "private")
+_LOCAL = re.compile(r"(?<![\w.:/])/(?:%s)/[^\s\"'<>]*" % "|".join(_ROOTS))
+
+
+def local_paths(text: str) -> list[str]:
+    """Absolute paths of this or any machine in ``text`` (the repository's own, the temporary book's,
+    a home folder, ...); URLs (``https://host/home/...``) do not count."""
+    found = _LOCAL.findall(text)
+    for root in (str(REPO), str(Path.home())):
+        if root in text:
+            found.append(root)
+    return found
+
+
+def nan_cells(nb: dict) -> list[str]:
+    """Table cells that read NaN (or nan, <NA>) in the outputs of an executed notebook."""
+    bad = []
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            html = "".join(data.get("text/html", ""))
+            bad += re.findall(r"<td>\s*(?:NaN|nan|<NA>|&lt;NA&gt;|None)\s*</td>", html)
+            if not html and "text/plain" in data:       # a plain-text table (a Series or a DataFrame)
+                bad += re.findall(r"(?<![\w'\"])(?:NaN|<NA>)(?![\w'\"])", "".join(data["text/plain"]))
+    return bad
+
+
+def test_scanners_find_what_they_should():
+    assert local_paths("see /home/ana/x.txt and /tmp/pytest-1/book") == ["/home/ana/x.txt", "/tmp/pytest-1/book"]
+    assert local_paths("https://example.org/home/page and ../shared/data/abide") == []
+    nb = {"cells": [{"outputs": [{"data": {"text/html": "<td>NaN</td><td>1.0</td>"}},
+                                 {"data": {"text/plain": "a    NaN\nb    2.0"}},
+                                 {"data": {"text/plain": "'NaN-free' text"}}]}]}
+    assert len(nan_cells(nb)) == 2
+
+
+@pytest.mark.slow
+def test_executed_chapters_have_no_nan_cells_and_no_corrected_accuracy(tiny_book):
+    executed = sorted((tiny_book.book_dir / "chapters").glob("*.ipynb"))
+    assert executed, "no executed chapter"
+    for path in executed:
+        nb = json.loads(path.read_text())
+        assert not nan_cells(nb), f"{path.stem}: NaN in a table: {nan_cells(nb)[:5]}"
+        html = "".join("".join(o.get("data", {}).get("text/html", "")) for c in nb["cells"] for o in c.get("outputs", []))
+        for label in ("MAE corrected", "MAE (bias-corrected)", "corrected MAE", "r(gap, age) corrected"):
+            assert label not in html, f"{path.stem} shows a bias-corrected accuracy column ({label})"
+
+
+@pytest.mark.slow
+def test_no_local_path_anywhere_in_the_html(tiny_book):
+    html = tiny_book.book_dir / "_build" / "html"
+    for page in html.rglob("*.html"):
+        if "_static" in page.parts:
+            continue
+        found = local_paths(page.read_text(errors="replace"))
+        assert not found, f"{page.relative_to(html)} shows a local path: {found[:3]}"

@@ -58,3 +58,13 @@ def test_compare_sentence_is_generated_from_the_runs():
     runs = {"good": _run(3.0), "bad": _run(9.0, seed=2)}
     text = report.compare_sentence(runs, "good", "bad")
     assert "good beats bad" in text and "inconclusive" in text and "one seed" in text and "p < 0.001" in text
+
+
+def test_readable_formats_p_counts_and_blanks():
+    table = pd.DataFrame({"n": [12.0, 30.0, np.nan], "mean_gap": [0.12345, np.nan, 1.0], "p": [np.nan, 0.0002, 0.2],
+                          "adj_p": [0.04, 0.5, np.nan], "label": ["a", None, "c"]}, index=["F", "M", "F-M"])
+    out = report.readable(table)
+    assert out["n"].tolist() == [12, 30, "–"] and isinstance(out.loc["F", "n"], int)
+    assert out["p"].tolist() == ["–", "< 0.001", "0.200"] and out.loc["F", "adj_p"] == "0.040"
+    assert out.loc["F", "mean_gap"] == 0.123 and out.loc["M", "mean_gap"] == "–" and out.loc["M", "label"] == "–"
+    assert not out.isna().any().any()

@@ -332,10 +332,17 @@ def load_truth(root: Path) -> Truth:
                  effects=read_json(truth / "effects.json"), config=config, maps=maps)
 
 
+_FLOORS: dict[tuple, dict] = {}
+
+
 def _floor_of(config: dict, sds: dict[str, float]) -> dict:
-    """The floor of a generated cohort from its ``config.json`` (as :func:`_write_truth` computes it)."""
+    """The floor of a generated cohort from its ``config.json`` (as :func:`_write_truth` computes it;
+    kept for the process, so reading the truth again costs nothing)."""
     from amage_core.synth import floor
 
     cfg = config["config"]
-    return floor.monte_carlo_floor(get_preset(cfg["preset"]), sds, load_atlas(cfg["atlas"]),
-                                   n_draws=floor.FLOOR_DRAWS, seed=int(cfg["seed"]))
+    key = (cfg["preset"], cfg["atlas"], int(cfg["seed"]), tuple(sorted(sds.items())))
+    if key not in _FLOORS:
+        _FLOORS[key] = floor.monte_carlo_floor(get_preset(cfg["preset"]), sds, load_atlas(cfg["atlas"]),
+                                               n_draws=floor.FLOOR_DRAWS, seed=int(cfg["seed"]))
+    return dict(_FLOORS[key])

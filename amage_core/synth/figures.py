@@ -132,7 +132,8 @@ def effect_map_figure(root: Path):
 
 
 def oracle_figure(root: Path, calibration: pd.DataFrame | None = None):
-    """Oracle MAE per modality set (population, with 2 SE), beside classical models if given.
+    """Per modality set (population, with 2 SE): the reachable floor and the unreachable oracle MAE,
+    beside classical models if given.
 
     ``calibration``: the table of :func:`amage_core.synth.calibrate.calibration_table`.
     """
@@ -144,14 +145,18 @@ def oracle_figure(root: Path, calibration: pd.DataFrame | None = None):
     names = {"smri": "sMRI", "fmri": "fMRI", "both": "sMRI + fMRI"}
     fig, ax = plt.subplots(figsize=(7.5, 3.4), layout="constrained")
     x = np.arange(len(names))
-    pop = oracle["population"]
-    width = 0.38 if calibration is not None else 0.6
-    ax.bar(x - (width / 2 if calibration is not None else 0), [pop[k]["mae"] for k in names], width,
-           yerr=[2 * pop[k]["mae_se"] for k in names], color="0.35", label="oracle (generative model)")
+    bars = [(oracle["floor"], "floor (reachable: noise-free parameters)", "#1b9e77"),
+            (oracle["population"], "oracle (unreachable: latent ages)", "0.35")]
+    width = 0.8 / (len(bars) + (calibration is not None))
+    for i, (values, label, colour) in enumerate(bars):
+        ax.bar(x + (i - 0.5 * (len(bars) - 1 + (calibration is not None))) * width,
+               [values[k]["mae"] for k in names], width, yerr=[2 * values[k]["mae_se"] for k in names],
+               color=colour, label=label)
     if calibration is not None:
         model_of = {"smri": "t1", "fmri": "fc", "both": "t1+fc"}
         maes = [float(calibration.set_index("model").loc[model_of[k], "mae"]) for k in names]
-        ax.bar(x + width / 2, maes, width, color="#7570b3", label="classical model (ridge, 5-fold CV)")
+        ax.bar(x + (len(bars) - 0.5 * len(bars)) * width, maes, width, color="#7570b3",
+               label="classical model (ridge, 5-fold CV)")
     ax.axhline(oracle["median_age_predictor_mae"], color="k", ls="--", lw=0.8, label="median-age guess")
     ax.set_xticks(x, list(names.values()))
     ax.set_ylabel("MAE (years)")
