@@ -80,7 +80,7 @@ def setup(repo_dir: str | Path, profile: str = "demo", gpu_profile: str = "gpu",
             + ". Restart the session (Runtime > Restart session), then run the chapter again.")
     os.chdir(repo_dir)
     chosen = os.environ.get(PROFILE_ENV) or (gpu_profile if _has_gpu() else profile)
-    log(f"amage_core from {repo_dir}; profile {chosen!r}"
+    log(f"amage_core from {REPO}; profile {chosen!r}"
         + ("" if os.environ.get(PROFILE_ENV) or _has_gpu() else " (no GPU in this runtime: Runtime > "
            "Change runtime type > T4 GPU for the gpu profile)"))
     return chosen

@@ -31,8 +31,10 @@ class ColabEnv:
         return colab.setup_cell_source(self.url, "main", str(self.clone))
 
     def env(self, profile: str | Path) -> dict[str, str]:
-        """Environment of a simulated Colab kernel running on ``profile``."""
-        return {**os.environ, "COLAB_RELEASE_TAG": "simulated", colab.PROFILE_ENV: str(profile),
+        """Environment of a simulated Colab kernel running on ``profile`` (none of this checkout's
+        PYTHONPATH: the kernel must import the clone)."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        return {**env, "COLAB_RELEASE_TAG": "simulated", colab.PROFILE_ENV: str(profile),
                 "JUPYTER_PATH": str(self.jupyter_path), "OMP_NUM_THREADS": "1"}
 
 

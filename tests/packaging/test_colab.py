@@ -81,9 +81,10 @@ def test_chapter_has_the_current_setup_cell(path):
 @pytest.mark.slow
 def test_setup_cell_clones_and_installs_in_simulated_colab(colab_env):
     assert colab_env.clone.joinpath("amage_core", "colab.py").is_file()
+    assert f"amage_core from {colab_env.clone}; profile 'tiny-from-env'" in colab_env.setup_output
     assert "PROFILE tiny-from-env" in colab_env.setup_output
     proc = subprocess.run([str(colab_env.python), "-c", "import amage_core; print(amage_core.__file__)"],
-                          capture_output=True, text=True, check=True, cwd="/")
+                          capture_output=True, text=True, check=True, cwd="/", env=colab_env.env("demo"))
     assert proc.stdout.strip() == str(colab_env.clone / "amage_core" / "__init__.py")
 
 
