@@ -220,7 +220,7 @@ def _fold_model(fold_dir: Path, data: AbideData, model_cfg, graph_cfg, train_cfg
     model = build_model(model_cfg, input_spec(data.controls))
     model.load_state_dict(ckpt["best_model"] if ckpt.get("best_model") is not None else ckpt["model"])
     s = io.read_json(fold_dir / "scaler.json")
-    scaler = AgeScaler(s["low"], s["high"], tuple(s["fitted_on"]))
+    scaler = AgeScaler.from_dict(s)
     dataset = CohortDataset(data.autism, rows, graph_cfg, scaler, frozenset(model.modalities))
     pred = predict(model, dataset, train_cfg)
     if not np.array_equal(pred.rows, rows):

@@ -152,6 +152,9 @@ class DenseNetConfig:
     out_dim: int = 32               # token / embedding width after the linear projection
     dropout: float = 0.0
     checkpointing: bool = False     # activation checkpointing per trunk stage while training
+    # paper: MONAI's stem (7^3 stride-2 conv + max-pool, /4), built for 128^3; small: 3^3 stride-1
+    # conv + max-pool (/2), for small grids (32x40x32 keeps 4x5x4 tokens after two transitions)
+    stem: Literal["paper", "small"] = "paper"
 
 
 @dataclass
@@ -187,6 +190,10 @@ class FusionConfig:
     position_embedding: bool = True  # learned embedding per token position before cross-attention
     ffn_mult: int = 2
     dropout: float = 0.1
+    # residual late-fusion path: pred = w_f * fMRI head + w_s * structural head + b + head(fused),
+    # the branch heads taken from the pretrained single-branch models, w = 0.5 and head(fused) = 0 at
+    # the start, so the fusion starts as the average of its branches and learns a correction
+    late_fusion: bool = True
 
 
 @dataclass
@@ -205,19 +212,39 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Fitting and evaluating one model (see ``amage_core.train``)."""
+    """Fitting and evaluating one model (see ``amage_core.train``).
 
-    epochs: int = 20
+    The training recipe (``amage_core.train.loop``), the same for every deep variant: AdamW (no
+    decay on norms, biases and embeddings), linear warmup then cosine decay over a fixed number of
+    epochs, an exponential moving average (EMA) of the weights, BatchNorm statistics recomputed on
+    the training data before the model is evaluated, standardised targets and FC inputs. No epoch
+    is selected (the ``released-code`` protocol reproduces the authors' selection on the test fold).
+    """
+
+    epochs: int = 30
     batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    scheduler_patience: int = 5
-    scheduler_factor: float = 0.5
-    min_lr: float = 1e-6
-    early_stopping_patience: int = 8
+    lr: float = 1e-3                 # peak learning rate, reached after the warmup
+    weight_decay: float = 0.01       # AdamW, decoupled; weights only (not norms, biases, embeddings)
+    warmup_fraction: float = 0.1     # of all optimiser steps, lr rising linearly from 0
+    final_lr_fraction: float = 0.01  # the cosine decay ends at lr * final_lr_fraction
+    ema_epochs: float = 2.0          # horizon of the weights' EMA, in epochs (0: no EMA)
+    bn_recalibrate: bool = True      # BatchNorm statistics recomputed on training data before evaluation
+    target: Literal["standard", "minmax"] = "standard"   # age scaling (minmax: the authors' [0, 1])
+    # FC node features z-scored per edge with training statistics (off: it made the demo GAT worse,
+    # MAE 11.6 vs 9.1, by amplifying the noise of low-variance edges; see the diagnostics chapter)
+    standardize_fc: bool = False
+    # fusion variants start from the single-branch models of the same folds (trained first, reused):
+    # frozen encoders (fusion and head trained), encoders fine-tuned at lr * encoder_lr_scale, or scratch
+    fusion_encoders: Literal["frozen", "finetune", "scratch"] = "frozen"
+    encoder_lr_scale: float = 0.1
     folds: int = 5
-    val_fraction: float = 0.15
+    # inner validation split of each training fold: monitors the learning curve (and, with
+    # bias_fit="validation", fits the bias correction); it never chooses an epoch. 0: none, the
+    # model trains on the whole training fold as the classical baselines do.
+    val_fraction: float = 0.0
     seed: int = 42
+    fold_seed: int | None = None     # seed of the outer folds (None: ``seed``; seed runs share folds)
+    seeds: int = 1                   # deep models: training seeds run by workflow.seed_runs (seed, seed+1, ...)
     protocol: Literal["nested", "released-code"] = "nested"
     augment: bool = False
     amp: bool = True                 # bf16 autocast on CUDA only
@@ -231,21 +258,27 @@ class TrainConfig:
     fold_workers: int = 1
     cpu_threads: int = 0
     deterministic: bool = True
-    # issue 6 (training engine): stratification and bias correction
     age_bins: int = 10               # quantile age bins stratifying outer folds and inner split
-    # evaluate.bias: "beheshti" (offset form, stable; uses the test person's age when applied, so
-    # corrected metrics are optimistic: uncorrected ones are always reported beside them) or "cole"
-    # (no age needed, but blows up when a weak model's slope is near zero)
+    # evaluate.bias, for brain-age-gap analyses only (accuracy is always uncorrected): "beheshti"
+    # (offset form; uses the test person's age when applied) or "cole" (no age needed)
     bias_method: Literal["cole", "beheshti"] = "beheshti"
-    # predictions the bias correction is fit on: the inner validation split's or the training
-    # fold's (the released-code protocol has no inner validation: always the training fold's)
-    bias_fit: Literal["validation", "training"] = "validation"
+    # predictions the bias correction is fit on: the training fold's, or the inner validation
+    # split's (needs val_fraction > 0; the released-code protocol always uses the training fold's)
+    bias_fit: Literal["validation", "training"] = "training"
 
     def __post_init__(self) -> None:
         if self.fold_workers < 1:
             raise ConfigError(f"fold_workers: must be at least 1 (got {self.fold_workers})")
         if self.cpu_threads < 0:
             raise ConfigError(f"cpu_threads: must be 0 (torch's default) or more (got {self.cpu_threads})")
+        if self.seeds < 1:
+            raise ConfigError(f"seeds: must be at least 1 (got {self.seeds})")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction: must be in [0, 1) (got {self.val_fraction})")
+        if self.bias_fit == "validation" and self.val_fraction == 0.0:
+            raise ConfigError("bias_fit: 'validation' needs val_fraction > 0")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ConfigError(f"warmup_fraction: must be in [0, 1) (got {self.warmup_fraction})")
 
 
 @dataclass
@@ -386,6 +419,35 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader that reads numbers as YAML 1.2 does (``1e-3`` is a number, not text) and refuses
+    duplicate keys (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:           # an unhashable key: PyYAML's own error follows
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    __import__("re").compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def read_yaml(text: str) -> Any:
+    """YAML text -> Python values (safe; YAML 1.2 numbers such as ``1e-3``; duplicate keys refused)."""
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
 def load_profile(name_or_path: str | Path, overrides: dict | None = None) -> Profile:
     """Read a profile by name (``demo``, ``paper``, a file in ``profiles/``) or by path."""
     path = Path(name_or_path)
@@ -395,9 +457,9 @@ def load_profile(name_or_path: str | Path, overrides: dict | None = None) -> Pro
         known = sorted(p.stem for p in PROFILE_DIR.glob("*.yml"))
         raise ConfigError(f"profile {str(name_or_path)!r} not found (known: {known}, or give a YAML path)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = read_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
     if overrides:

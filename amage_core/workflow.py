@@ -125,6 +125,11 @@ def run(
     train_cfg = replace(prof.train, **(train or {}))
     graph_cfg = _graph_config(prof, model, graph)
     model_cfg = None if model in BASELINES else replace(prof.model, variant=model, **(model_overrides or {}))
+    pretrained = None
+    if model_cfg is not None and is_fusion(model_cfg) and train_cfg.fusion_encoders != "scratch":
+        pretrained = branch_runs(prof, cohort, model_cfg, test_cohort=test_cohort, train=train,
+                                 graph=to_dict(graph_cfg), where=where, test_where=test_where,
+                                 progress=progress)
     data = prepared(prof, cohort, progress, where)
     test = prepared(prof, test_cohort, progress, test_where) if test_cohort else None
     key = {"cohort": data.manifest.get("config_hash"), "test": test.manifest.get("config_hash") if test else None,
@@ -137,7 +142,61 @@ def run(
     if model_cfg is None:
         return run_baseline(model, data, train_cfg, out, test_cohort=test, progress=progress)
     return cross_validate(data, model_cfg, train_cfg, graph_cfg, out, test_cohort=test,
-                          resume=True, progress=progress)
+                          resume=True, progress=progress, pretrained=pretrained)
+
+
+# the single-branch variant that pretrains a fusion model's structural encoder
+STRUCTURAL_BRANCH = {"densenet": "smri", "sfcn": "sfcn", "table": "tabular"}
+
+
+def is_fusion(model_cfg) -> bool:
+    """Whether a model variant fuses both branches (fMRI and a structural encoder)."""
+    from amage_core.models.amagenet import _variant
+
+    variant = _variant(model_cfg)
+    return variant.fmri and variant.structural
+
+
+def branch_runs(profile: str | Profile, cohort: str, model_cfg, **run_options: Any) -> dict:
+    """The single-branch runs a fusion variant starts from: ``{"fmri": run, "structural": run}``.
+
+    Each is the fMRI-only / structural-only variant with the fusion variant's own encoder settings
+    (e.g. the released code's flat GAT for ``released-code``), on the same cohort, folds, seed,
+    graph and participants (``run_options`` as in :func:`run`); the book's own single-branch runs
+    are these same runs when the settings agree, so they are trained once and reused."""
+    from amage_core.models.amagenet import resolve_config
+
+    resolved = resolve_config(model_cfg)
+    structural = STRUCTURAL_BRANCH[resolved.smri_encoder]
+    encoder_section = {"smri": "densenet", "sfcn": "sfcn", "tabular": "table"}[structural]
+    return {
+        "fmri": run(profile, cohort, "fmri", model_overrides={"gat": to_dict(resolved.gat)}, **run_options),
+        "structural": run(profile, cohort, structural,
+                          model_overrides={encoder_section: to_dict(getattr(resolved, encoder_section))},
+                          **run_options),
+    }
+
+
+def seed_runs(profile: str | Profile, cohort: str, model: str, seeds: int | None = None,
+              train: dict[str, Any] | None = None, **run_options: Any):
+    """``seeds`` (default: the profile's ``train.seeds``) runs of ``model`` that differ only in the
+    training seed: the outer folds stay those of the profile's seed, each run trains with seed
+    ``seed + 1000 * i`` (run 0 is :func:`run` itself). Returns a :class:`~amage_core.evaluate.seeds.SeedRuns`
+    (per-seed runs, their spread and the seed-ensemble predictions). A classical baseline is
+    deterministic given its folds: it is run once."""
+    from amage_core.baselines import BASELINES
+    from amage_core.evaluate.seeds import SeedRuns
+
+    prof = _profile(profile)
+    base = replace(prof.train, **(train or {}))
+    n = 1 if model in BASELINES else (seeds or base.seeds)
+    runs = []
+    for i in range(n):
+        options = dict(train or {})
+        if i:
+            options.update(seed=base.seed + 1000 * i, fold_seed=base.seed)
+        runs.append(run(prof, cohort, model, train=options, **run_options))
+    return SeedRuns(model, [base.seed + 1000 * i for i in range(n)], runs)
 
 
 def _graph_config(prof: Profile, model: str, graph: dict[str, Any] | None):

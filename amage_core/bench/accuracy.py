@@ -100,8 +100,8 @@ def setup(profile: Profile) -> dict[str, Any]:
             "baseline_blas_threads": BLAS_THREADS_FOR_BASELINES,
             "t1_shape": list(profile.prep.t1_shape), "graph": to_dict(profile.graph),
             "model": {k: m[k] for k in ("gat", "densenet", "sfcn", "fusion", "head_hidden")},
-            "train": {k: getattr(t, k) for k in ("epochs", "early_stopping_patience", "batch_size", "lr",
-                                                   "folds", "val_fraction", "protocol", "seed")}}
+            "train": {k: getattr(t, k) for k in ("epochs", "batch_size", "lr", "weight_decay",
+                                                   "folds", "val_fraction", "protocol", "seed", "seeds")}}
 
 
 def accuracy(profile: Profile, s: BenchSettings, device: str, progress: bool = True, log=print,

@@ -76,7 +76,7 @@ def accuracy(a: dict[str, Any]) -> list[str]:
     m = st["model"]
     out = [f"Synthetic {c['preset']} cohort, {c['n_subjects']} participants ({a['n_included']['camcan']} after QC), "
            f"{c['voxel_size_mm']:g} mm T1 resampled to {'x'.join(map(str, st['t1_shape']))}, {st['atlas']} graphs; "
-           f"{t['folds']}-fold CV ({t['protocol']}), {t['epochs']} epochs (early stopping {t['early_stopping_patience']}), "
+           f"{t['folds']}-fold CV ({t['protocol']}), {t['epochs']} epochs (the training recipe: warmup + cosine, EMA, no early stopping), "
            f"batch {t['batch_size']}, lr {t['lr']:g}, seed {t['seed']}. Model sizes: GAT {m['gat']['hidden']}x"
            f"{m['gat']['heads']} heads, DenseNet init {m['densenet']['init_features']} growth "
            f"{m['densenet']['growth_rate']} blocks {m['densenet']['block_config']}, fusion {m['fusion']['dim']}. "

@@ -161,7 +161,7 @@ def _fold_attributions(model, rows, cohort, graph_cfg, t1_grid, coords, radius, 
     from amage_core.train.dataset import CohortDataset
     from amage_core.train.scaler import AgeScaler
 
-    loader = DataLoader(CohortDataset(cohort, rows, graph_cfg, AgeScaler(0.0, 100.0, ()), model.modalities),
+    loader = DataLoader(CohortDataset(cohort, rows, graph_cfg, AgeScaler.identity(), model.modalities),
                         batch_size=batch_size)
     fields = tuple(f for f, m in (("x", "fmri"), ("t1", "smri")) if m in model.modalities)
     collected: dict[str, list[np.ndarray]] = {"rows": []}
@@ -325,5 +325,5 @@ def _fold_occlusion(model, chosen, cohort, graph_cfg, mask_size, overlap, n_batc
     from amage_core.train.dataset import CohortDataset
     from amage_core.train.scaler import AgeScaler
 
-    dataset = CohortDataset(cohort, chosen, graph_cfg, AgeScaler(0.0, 100.0, ()), model.modalities)
+    dataset = CohortDataset(cohort, chosen, graph_cfg, AgeScaler.identity(), model.modalities)
     return np.stack([occlusion_map(model, dataset[i], mask_size, overlap, n_batch) for i in range(len(dataset))])

@@ -14,7 +14,7 @@ from torch_geometric.data import Batch
 
 from amage_core.config import ModelConfig, replace
 from amage_core.models.densenet import DenseNetEncoder
-from amage_core.models.fusion import Fusion, RegressionHead
+from amage_core.models.fusion import Fusion, LateFusion, RegressionHead
 from amage_core.models.gat import GraphEncoder
 from amage_core.models.sfcn import SFCNEncoder
 from amage_core.models.spec import Encoding, GraphEncoding, InputSpec, ModelOutput
@@ -35,7 +35,7 @@ _RELEASED_GAT = {
 }
 _RELEASED_FUSION = {
     "cross_attention": True, "direction": "fmri-to-smri", "fmri_query": "embedding",
-    "combine": "query", "position_embedding": False,
+    "combine": "query", "position_embedding": False, "late_fusion": False,
 }
 
 _VARIANTS: dict[str, Variant] = {
@@ -133,7 +133,60 @@ class BrainAgeModel(nn.Module):
         else:
             single = self.fmri_encoder if self.fmri_encoder is not None else structural
             head_in = single.embedding_dim
-        self.head = RegressionHead(head_in, cfg.head_hidden)
+        self.late = None
+        if self.fusion is not None and cfg.fusion.late_fusion:
+            self.late = LateFusion(self.fmri_encoder.embedding_dim, structural.embedding_dim, cfg.head_hidden)
+        # with the late-fusion path, the fused head is a residual correction that starts at 0
+        self.head = RegressionHead(head_in, cfg.head_hidden, zero=self.late is not None)
+        self.frozen: tuple[str, ...] = ()              # submodules kept in eval mode, not trained
+        self.finetuned_encoders: tuple[str, ...] = ()  # submodules trained at a lower lr
+
+    # -- pretrained branches ------------------------------------------------------------------
+    @property
+    def encoder_names(self) -> tuple[str, ...]:
+        return tuple(n for n in ("fmri_encoder", "smri_encoder", "table_encoder") if getattr(self, n) is not None)
+
+    def load_branches(self, branches: dict[str, dict[str, Tensor]], mode: str) -> None:
+        """Start a fusion model from single-branch models' weights.
+
+        ``branches``: ``"fmri"`` / ``"structural"`` -> the state dict of the single-branch model
+        (its encoder and head). The encoders are copied, and the heads into the late-fusion path;
+        ``mode`` ``"frozen"`` keeps all of them fixed (in eval mode: BatchNorm statistics and
+        dropout of the pretrained model), ``"finetune"`` trains them at a lower lr
+        (``TrainConfig.encoder_lr_scale``)."""
+        if self.fusion is None:
+            raise ValueError("load_branches is for fusion models (both branches)")
+        structural = "smri_encoder" if self.smri_encoder is not None else "table_encoder"
+        names = {"fmri": ("fmri_encoder", "fmri_head"), "structural": (structural, "structural_head")}
+        loaded = []
+        for branch, state in branches.items():
+            encoder, head = names[branch]
+            getattr(self, encoder).load_state_dict(_prefixed(state, encoder + "."))
+            loaded.append(encoder)
+            if self.late is not None:
+                getattr(self.late, head).load_state_dict(_prefixed(state, "head."))
+                loaded.append(f"late.{head}")
+        if mode == "frozen":
+            self.frozen = tuple(loaded)
+            for name in loaded:
+                self.get_submodule(name).requires_grad_(False)
+            self.train(self.training)
+        elif mode == "finetune":
+            self.finetuned_encoders = tuple(loaded)
+        else:
+            raise ValueError(f"unknown branch mode {mode!r}; use 'frozen' or 'finetune'")
+
+    def train(self, mode: bool = True) -> BrainAgeModel:
+        super().train(mode)
+        for name in self.frozen:
+            self.get_submodule(name).eval()
+        return self
+
+    def set_input_statistics(self, connectivity: Tensor) -> None:
+        """FC node features standardised with training statistics: connectivity (P, R, R) of the
+        training participants (no-op without an fMRI branch)."""
+        if self.fmri_encoder is not None:
+            self.fmri_encoder.set_input_statistics(connectivity)
 
     def forward(self, batch: Batch) -> ModelOutput:
         """Shapes: batch.x (sum_N, F_node), edge_index (2, E), edge_attr (E,) [fmri];
@@ -163,18 +216,30 @@ class BrainAgeModel(nn.Module):
     def readout(self, fmri: GraphEncoding | None, structural: Encoding | None) -> ModelOutput:
         """Fusion (when both branches are used) and the regression head on encoded branches (so
         attribution tools can hold one branch fixed while perturbing the other)."""
-        gate, attention = None, {}
+        gate, attention, branches = None, {}, None
         if self.fusion is not None:
             embedding, gate, attention = self.fusion(fmri, structural)
         else:
             embedding = (fmri if fmri is not None else structural).embedding
-        output = ModelOutput(pred=self.head(embedding), embedding=embedding, gate=gate)
+        pred = self.head(embedding)
+        if self.late is not None:
+            late, branches = self.late(fmri.embedding, structural.embedding)
+            pred = pred + late
+        output = ModelOutput(pred=pred, embedding=embedding, gate=gate, branches=branches)
         if fmri is not None:
             output.attention = {**fmri.attention, **attention}
             output.node_scores = fmri.node_scores
             output.network_scores = fmri.network_scores
             output.edge_attention = fmri.edge_attention
         return output
+
+
+def _prefixed(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The entries of ``state`` under ``prefix``, with the prefix removed."""
+    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not out:
+        raise ValueError(f"the pretrained weights have no {prefix.rstrip('.')!r} entries")
+    return out
 
 
 def _field(batch: Batch, name: str) -> Tensor:

@@ -130,16 +130,41 @@ class Fusion(nn.Module):
 
 
 class RegressionHead(nn.Module):
-    """Linear -> ReLU -> Linear: (B, in_dim) -> (B,) (released code: 64 -> 32 -> 1)."""
+    """Linear -> ReLU -> Linear: (B, in_dim) -> (B,) (released code: 64 -> 32 -> 1).
 
-    def __init__(self, in_dim: int, hidden: int) -> None:
+    The output bias starts at 0, the training mean of a standardised target; ``zero`` also zeroes
+    the output weights, so the head starts as the constant 0 (a residual correction)."""
+
+    def __init__(self, in_dim: int, hidden: int, zero: bool = False) -> None:
         super().__init__()
         self.layers = nn.Sequential(OrderedDict([
             ("fc1", nn.Linear(in_dim, hidden)),
             ("act", nn.ReLU()),
             ("fc2", nn.Linear(hidden, 1)),
         ]))
+        nn.init.zeros_(self.layers.fc2.bias)
+        if zero:
+            nn.init.zeros_(self.layers.fc2.weight)
 
     def forward(self, embedding: Tensor) -> Tensor:
         """Shapes: embedding (B, in_dim) -> prediction (B,)."""
         return self.layers(embedding).squeeze(-1)
+
+
+class LateFusion(nn.Module):
+    """The residual late-fusion path: w_f * p_f + w_s * p_s + b from the two branch predictions.
+
+    ``fmri_head`` and ``structural_head`` are the single-branch models' heads (loaded from their
+    pretrained runs); w starts at (0.5, 0.5) and b at 0: the average of the two branches."""
+
+    def __init__(self, fmri_dim: int, structural_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fmri_head = RegressionHead(fmri_dim, hidden)
+        self.structural_head = RegressionHead(structural_dim, hidden)
+        self.weight = nn.Parameter(torch.full((2,), 0.5))
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, f: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        """Shapes: f (B, d_f), s (B, d_s) branch embeddings -> (B,) prediction, (B, 2) branch predictions."""
+        branches = torch.stack([self.fmri_head(f), self.structural_head(s)], dim=-1)
+        return branches @ self.weight + self.bias, branches

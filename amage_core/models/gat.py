@@ -60,6 +60,10 @@ class GraphEncoder(nn.Module):
             raise ValueError(f"gat.out_dim ({cfg.out_dim}) must be divisible by gat.heads ({cfg.heads})")
         self.cfg = cfg
         self.n_roi = n_roi
+        # node features standardised per (ROI, feature) with training statistics (set_input_statistics;
+        # identity until set): (N_roi, F_node) each, saved with the weights
+        self.register_buffer("input_mean", torch.zeros(n_roi, node_features))
+        self.register_buffer("input_std", torch.ones(n_roi, node_features))
         self.roi_convs = nn.ModuleList()
         in_dim = node_features
         for i in range(cfg.roi_layers):
@@ -92,6 +96,19 @@ class GraphEncoder(nn.Module):
         self.token_dim = cfg.out_dim
         self.embedding_dim = cfg.out_dim
 
+    @torch.no_grad()
+    def set_input_statistics(self, node_features: Tensor) -> None:
+        """Standardise node features with the mean and SD over training participants.
+
+        Shapes: node_features (P, N_roi, F_node), the training participants' node features (for FC
+        rows: each edge z-scored, as a ridge on the connectome standardises every edge)."""
+        if node_features.shape[1:] != self.input_mean.shape:
+            raise ValueError(f"node features {tuple(node_features.shape[1:])} do not match the encoder's "
+                             f"{tuple(self.input_mean.shape)}")
+        x = node_features.to(self.input_mean)
+        self.input_mean.copy_(x.mean(0))
+        self.input_std.copy_(x.std(0).clamp_min(1e-6))
+
     def _conv(self, in_dim: int, heads: int, concat: bool) -> nn.Module:
         cfg = self.cfg
         if cfg.conv == "gcn":
@@ -116,6 +133,7 @@ class GraphEncoder(nn.Module):
         """
         if x.shape[0] != num_graphs * self.n_roi:
             raise ValueError(f"expected {self.n_roi} ROIs per graph, got {x.shape[0]} nodes for {num_graphs} graphs")
+        x = ((x.view(num_graphs, self.n_roi, -1) - self.input_mean) / self.input_std).view_as(x)
         h, edge_attention = self._roi_layers(x, edge_index, edge_attr)
         scores = None
         if self.node_score is not None:

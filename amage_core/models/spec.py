@@ -51,6 +51,8 @@ class ModelOutput:
     embedding: (B, d) the representation the regression head reads.
     edge_attention: last ROI layer's ``(edge_index (2, E'), alpha (E', H))`` (GAT only); alpha sums
         to 1 over each target node's incoming edges.
+    branches: (B, 2) the fMRI and structural branch heads' predictions of a fusion model with the
+        residual late-fusion path (``FusionConfig.late_fusion``); ``None`` otherwise.
     """
 
     pred: Tensor
@@ -60,6 +62,7 @@ class ModelOutput:
     node_scores: Tensor | None = None
     network_scores: Tensor | None = None
     edge_attention: tuple[Tensor, Tensor] | None = None
+    branches: Tensor | None = None
 
 
 @dataclass

@@ -2,19 +2,26 @@
 
 Protocols (``TrainConfig.protocol``):
 
-- ``nested`` (default, leak-free): subject-level K-fold stratified by age; inside each training fold
-  an inner validation split (``val_fraction``, stratified) chooses the epoch (early stopping); the
-  age scaler is fit on the training fold, the bias correction on the inner-validation predictions
-  (``bias_fit``); the test fold is used once, for the reported predictions.
-- ``released-code`` reproduces the authors' code on purpose, to measure its optimism: the age scaler
-  is fit on *all* participants (test folds included), there is no inner validation, and the epoch is
-  chosen on the test fold itself; the bias correction is fit on training-fold predictions.
+- ``nested`` (default, leak-free): subject-level K-fold stratified by age; the model is trained on
+  the training fold with the fixed recipe (``amage_core.train.loop``: no epoch is chosen); an
+  optional inner validation split (``val_fraction``, stratified) only draws the learning curve and,
+  with ``bias_fit="validation"``, fits the bias correction. The age scaler, the FC standardisation
+  and the bias correction are fit on training rows only; the test fold is used once, for the
+  reported predictions.
+- ``released-code`` reproduces the authors' code on purpose, to measure its optimism: the min-max
+  age scaler is fit on *all* participants (test folds included), there is no inner validation, and
+  the epoch is chosen on the test fold itself; the bias correction is fit on training-fold predictions.
+
+Fusion variants start from pretrained branches (``TrainConfig.fusion_encoders``): ``pretrained``
+maps ``"fmri"`` / ``"structural"`` to the runs of the single-branch models on the same folds and
+seed; each fold loads the weights of the same fold (whose fit rows must be the same) and trains the
+fusion with the encoders frozen or fine-tuned (``BrainAgeModel.load_branches``).
 
 Cross-cohort (``test_cohort``): the model is fit on all of ``cohort`` (with its inner validation
 split) and predicts every participant of ``test_cohort`` (fold ``external``).
 
 Seeds: fold ``k`` uses ``seed + k`` for its inner split, model initialisation and fit (``external``
-uses ``seed``); the outer folds use ``seed``.
+uses ``seed``); the outer folds use ``seed``. ``workflow.seed_runs`` repeats a run with other seeds.
 """
 from __future__ import annotations
 
@@ -72,7 +79,8 @@ def plan_folds(cohort: PreparedCohort, cfg: TrainConfig, test_cohort: PreparedCo
         ids = pd.unique(test_cohort.participants["participant_id"].astype(str))
         return pd.DataFrame({"participant_id": ids, "fold": EXTERNAL})
     if assignment is None:
-        assignment = assign_folds(cohort.participants, cfg.folds, cfg.seed, cfg.age_bins)
+        seed = cfg.seed if cfg.fold_seed is None else cfg.fold_seed
+        assignment = assign_folds(cohort.participants, cfg.folds, seed, cfg.age_bins)
     table = assignment[["participant_id", "fold"]].astype(str).drop_duplicates()
     if table["participant_id"].duplicated().any():
         raise ValueError("the fold assignment gives a participant several folds")
@@ -103,15 +111,18 @@ def fold_split(cohort: PreparedCohort, folds: pd.DataFrame, name: str, cfg: Trai
     seed = fold_split_seed(cfg, name)
     ages = part["age"].to_numpy(dtype=float)
     if cfg.protocol == "nested":
-        fit_rows, val_rows = inner_split(part, train_rows, cfg.val_fraction, seed, cfg.age_bins)
-        scaler = AgeScaler.fit(ages[train_rows], participant_keys(part, train_rows))
+        if cfg.val_fraction > 0:
+            fit_rows, val_rows = inner_split(part, train_rows, cfg.val_fraction, seed, cfg.age_bins)
+        else:
+            fit_rows, val_rows = np.sort(train_rows), np.array([], dtype=np.int64)
+        scaler = AgeScaler.fit(ages[fit_rows], participant_keys(part, fit_rows), cfg.target)
     else:  # released-code: the authors' scaler sees every participant, test ones included
         fit_rows, val_rows = train_rows, np.array([], dtype=np.int64)
         all_ages, all_keys = ages, participant_keys(part)
         if test_cohort is not None:
             all_ages = np.concatenate([ages, test_cohort.participants["age"].to_numpy(dtype=float)])
             all_keys = np.concatenate([all_keys, participant_keys(test_cohort.participants)])
-        scaler = AgeScaler.fit(all_ages, all_keys)
+        scaler = AgeScaler.fit(all_ages, all_keys, "minmax")
     return FoldSplit(name, seed, train_rows, fit_rows, val_rows, test_rows, scaler)
 
 
@@ -120,14 +131,17 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
                    test_cohort: PreparedCohort | None = None, resume: bool = False,
                    progress: bool = True, folds: list[str | int] | None = None,
                    assignment: pd.DataFrame | None = None,
-                   build: ModelFactory | None = None) -> RunResult:
+                   build: ModelFactory | None = None,
+                   pretrained: dict[str, RunResult] | None = None) -> RunResult:
     """Cross-validate (or cross-cohort test) one model variant; write and return the run.
 
     ``variant`` overrides ``model_cfg.variant``. ``folds`` restricts this call to some folds (other
     processes may run the rest; the run is assembled once all are done). ``assignment`` imposes a
     fold table (``participant_id, fold``). ``build`` makes the model (default
     ``amage_core.models.build_model``; any module with ``modalities`` returning a ``ModelOutput``
-    works). A finished run with the same configuration is reused;
+    works). ``pretrained`` (fusion variants): ``"fmri"`` / ``"structural"`` -> the finished runs of
+    the branches on the same folds (see the module docstring). A finished run with the same
+    configuration is reused;
     ``resume`` also keeps finished folds and continues interrupted fits from their checkpoints.
     """
     if variant is not None:
@@ -140,6 +154,7 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
         "train": {k: v for k, v in to_dict(train_cfg).items() if k not in RUNTIME_FIELDS},
         "data": cohort_identity(cohort), "test_data": cohort_identity(test_cohort),
         "folds": stable_hash(fold_table.to_numpy().tolist()),
+        "pretrained": {k: _run_hash(v) for k, v in sorted((pretrained or {}).items())},
     }
     if run.is_done(stable_hash(identity)):
         return run.load()
@@ -147,7 +162,7 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
     extra = {"data_path": str(cohort.root),
              "test_data_path": str(test_cohort.root) if test_cohort is not None else None,
              "runtime": {k: getattr(train_cfg, k) for k in RUNTIME_FIELDS},
-             "seeds": {"folds": train_cfg.seed,
+             "seeds": {"folds": train_cfg.seed if train_cfg.fold_seed is None else train_cfg.fold_seed,
                        **{f"fold-{n}": fold_split_seed(train_cfg, n) for n in names}}}
     config_hash = run.start(identity, extra)
     run.write_folds(fold_table)
@@ -160,7 +175,7 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
     # each fold is seeded from its own split: the results do not depend on where or when it runs
     caches: dict[int, dict] = {}     # graphs shared by the folds of one process
     map_folds(_run_fold, [(split, cohort, test_cohort, model_cfg, train_cfg, graph_cfg, run, config_hash,
-                           resume, caches, build) for split in todo], train_cfg, progress)
+                           resume, caches, build, pretrained) for split in todo], train_cfg, progress)
     return run.finish(names, config_hash)
 
 
@@ -168,10 +183,46 @@ def fold_split_seed(cfg: TrainConfig, name: str) -> int:
     return cfg.seed + (int(name) if name.isdigit() else 0)
 
 
+def _json_float(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _run_hash(result: RunResult) -> str:
+    from amage_core.io import read_json
+
+    return read_json(Path(result.path) / "done.json")["config_hash"]
+
+
+def fold_weights(run_path: Path, fold: str) -> dict:
+    """The kept weights of fold ``fold`` of a finished deep-model run (``best_model`` of its checkpoint)."""
+    from amage_core.train.loop import CHECKPOINT, load_checkpoint
+
+    checkpoint = load_checkpoint(Path(run_path) / f"fold-{fold}" / CHECKPOINT)
+    weights = checkpoint.get("best_model")
+    if weights is None:
+        raise ValueError(f"{run_path}/fold-{fold}: the fit did not finish (no kept weights)")
+    return weights
+
+
+def _pretrained_branches(pretrained: dict[str, RunResult], split: FoldSplit, part: pd.DataFrame) -> dict:
+    """State dicts of the branches' fold ``split.name``, checked to be fit on the same participants."""
+    branches = {}
+    fit_ids = set(part["participant_id"].astype(str).to_numpy()[split.fit_rows])
+    for branch, result in pretrained.items():
+        roles = pd.read_csv(Path(result.path) / f"fold-{split.name}" / "split.tsv", sep="\t",
+                            dtype={"participant_id": str})
+        if set(roles.loc[roles["role"] == "fit", "participant_id"]) != fit_ids:
+            raise ValueError(f"the pretrained {branch} run {result.path} fit fold {split.name} on other "
+                             "participants (another seed, split or cohort?)")
+        branches[branch] = fold_weights(result.path, split.name)
+    return branches
+
+
 def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCohort | None,
               model_cfg: ModelConfig, train_cfg: TrainConfig, graph_cfg: GraphConfig, run: RunDir,
               config_hash: str, resume: bool, caches: dict[int, dict],
-              build: ModelFactory | None, progress: bool) -> None:
+              build: ModelFactory | None, pretrained: dict[str, RunResult] | None,
+              progress: bool) -> None:
     if build is None:
         from amage_core.models import build_model as build
 
@@ -180,6 +231,12 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
     torch.manual_seed(split.seed)
     model = build(model_cfg, input_spec(cohort))
     modalities = frozenset(model.modalities)
+    if cfg.standardize_fc and "fmri" in modalities and hasattr(model, "set_input_statistics"):
+        model.set_input_statistics(torch.from_numpy(np.asarray(cohort.connectivity[split.fit_rows],
+                                                               dtype=np.float32)))
+    if pretrained:
+        model.load_branches(_pretrained_branches(pretrained, split, cohort.participants),
+                            cfg.fusion_encoders)
     if test_cohort is not None:
         check_compatible(cohort, test_cohort, modalities)
 
@@ -190,14 +247,17 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
     nested = train_cfg.protocol == "nested"
     train_set = dataset(cohort, split.fit_rows, augment=cfg.augment)
     test_set = dataset(source, split.test_rows)
-    select_set = dataset(cohort, split.val_rows) if nested else test_set
+    val_set = dataset(cohort, split.val_rows) if len(split.val_rows) else None
+    select_set = val_set if nested else test_set
     part, test_part = cohort.participants, source.participants
     guard = {"model": to_dict(model_cfg), "graph": to_dict(graph_cfg),
+             "pretrained": {k: _run_hash(v) for k, v in sorted((pretrained or {}).items())},
              "fit": stable_hash(participant_keys(part, split.fit_rows).tolist()),
              "select": stable_hash(participant_keys(part if nested else test_part,
                                                     split.val_rows if nested else split.test_rows).tolist())}
     result = fit(model, train_set, select_set, cfg, run.fold_dir(split.name), resume=resume,
-                 progress=progress, fingerprint_extra=guard, desc=f"fold {split.name}")
+                 progress=progress, fingerprint_extra=guard, desc=f"fold {split.name}",
+                 selection="last" if nested else "best")
 
     test_pred = predict(model, test_set, cfg)
     predicted = split.scaler.inverse(test_pred.scaled)
@@ -216,9 +276,9 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
                              test_pred.gate, with_session=has_sessions(test_part))
     roles = split_table([("fit", part, split.fit_rows), ("val", part, split.val_rows),
                          ("test", test_part, split.test_rows)])
-    fit_record = {"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-                  "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
-                  "selected_on": "validation" if nested else "test",
+    fit_record = {"kept_epoch": result.best_epoch, "val_loss": _json_float(result.best_val_loss),
+                  "epochs_run": result.epochs_run,
+                  "selected_on": "none" if nested else "test",
                   "n_fit": int(len(split.fit_rows)), "n_val": int(len(split.val_rows)),
                   "n_test": int(len(split.test_rows)), "seed": split.seed}
     run.write_fold(split.name, config_hash, table, roles,

@@ -121,6 +121,13 @@ class CohortDataset(Dataset):
         self.targets = torch.tensor(scaler.transform(cohort.participants["age"].to_numpy()[self.rows]),
                                     dtype=torch.float32)
 
+    def without_augmentation(self) -> CohortDataset:
+        """The same participants, never augmented (sharing the graph cache)."""
+        if self.augmentation is None:
+            return self
+        return CohortDataset(self.cohort, self.rows, self.graph_cfg, self.scaler, self.modalities,
+                             augment=False, seed=self.seed, graph_cache=self.graph_cache)
+
     def set_epoch(self, epoch: int) -> None:
         """Choose the augmentation draw (each epoch sees different, reproducible transforms)."""
         self.epoch = epoch

@@ -1,27 +1,44 @@
-"""Fit one model on one (train, validation) split; predict with it.
+"""Fit one model on one split with the training recipe; predict with it.
 
-:func:`fit` trains with Adam and ``ReduceLROnPlateau`` on the validation loss, MSE on scaled age,
-early stopping on the validation split (the best weights are restored at the end), bf16 autocast
-on CUDA (``TrainConfig.amp``), channels-last 3D memory on CUDA when the model reads T1.
+The recipe (:class:`~amage_core.config.TrainConfig`), the same for every deep variant:
+
+- AdamW with decoupled weight decay on weights only (norms, biases, position and identity
+  embeddings are not decayed: :func:`parameter_groups`); frozen parameters are left out;
+- a fixed budget of ``epochs``; the learning rate rises linearly over ``warmup_fraction`` of all
+  steps, then follows a cosine to ``lr * final_lr_fraction`` (:func:`lr_factor`, stepped per batch);
+- training batches of full size only (``drop_last``: a last batch of a few participants would
+  give BatchNorm noisy statistics);
+- an exponential moving average of the weights (``ema_epochs``; ``torch.optim.swa_utils``): the
+  model evaluated and kept is the EMA, not a weight snapshot picked on a small validation split;
+- BatchNorm statistics recomputed on the training data (no augmentation) before every evaluation
+  (``bn_recalibrate``; :func:`recalibrate_batchnorm`), so evaluation never reads running statistics
+  that lag the weights;
+- MSE on the scaled age (``amage_core.train.scaler``; standardised in the recipe).
+
+``selection="last"`` (the recipe) keeps the final EMA weights; an optional ``val_set`` is evaluated
+after every epoch only to draw the learning curve. ``selection="best"`` keeps the epoch with the
+lowest loss on ``val_set``: the ``released-code`` protocol passes the test fold there, on purpose.
+Bf16 autocast on CUDA (``TrainConfig.amp``), channels-last 3D memory on CUDA when the model reads T1.
 
 Reproducibility and resumption:
 - Batches are drawn by a ``DistributedSampler`` (also for one process) seeded with the run's seed
   and the epoch, so the data order depends on nothing but (seed, epoch); dropout uses the global
   torch RNG, seeded at the start of a fit and saved in every checkpoint.
-- ``<out_dir>/checkpoint.pt`` is written atomically after every epoch: model, optimiser and
-  scheduler state dicts, best weights, early-stopping counters, history and RNG states, all tensors
-  and plain numbers (``torch.load(..., weights_only=True)``). ``resume=True`` continues from it and
-  reaches bitwise the same weights as an uninterrupted fit on CPU.
+- ``<out_dir>/checkpoint.pt`` is written atomically after every epoch: model, EMA, optimiser and
+  scheduler state dicts, the kept weights (``best_model``: the final model once finished), history
+  and RNG states, all tensors and plain numbers (``torch.load(..., weights_only=True)``).
+  ``resume=True`` continues from it and reaches bitwise the same weights as an uninterrupted fit on CPU.
 - ``TrainConfig.deterministic`` turns on ``torch.use_deterministic_algorithms`` (warn-only where
   an operation has no deterministic version, e.g. some scatter kernels on CUDA) for the fit.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import pandas as pd
@@ -36,18 +53,19 @@ from amage_core.train import distributed
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.csv"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 # TrainConfig fields that do not change the result of a fit (a resume may change them).
-RUNTIME_FIELDS = ("device", "num_workers", "fold_workers", "cpu_threads")
+# (``seeds`` says how many seed runs the workflow makes; each run has its own ``seed``.)
+RUNTIME_FIELDS = ("device", "num_workers", "fold_workers", "cpu_threads", "seeds")
 
 
 @dataclass
 class FitResult:
-    best_epoch: int            # 1-based epoch whose weights the model holds after fit
-    best_val_loss: float
+    best_epoch: int            # 1-based epoch whose weights the model holds (the last one, unless
+                               # selection="best")
+    best_val_loss: float       # validation loss of those weights (NaN without a validation set)
     epochs_run: int
-    stopped_early: bool
-    history: pd.DataFrame      # epoch, train_loss, val_loss, lr, seconds
+    history: pd.DataFrame      # epoch, train_loss, val_loss (NaN without one), lr, seconds
 
 
 @dataclass
@@ -77,18 +95,23 @@ def fit_fingerprint(cfg: TrainConfig, extra: Any = None) -> str:
 
 def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | None = None,
         resume: bool = False, progress: bool = True, fingerprint_extra: Any = None,
-        desc: str = "fit") -> FitResult:
-    """Train ``model`` on ``train_set``, selecting the epoch on ``val_set``; the best weights stay.
+        desc: str = "fit", selection: Literal["last", "best"] = "last") -> FitResult:
+    """Train ``model`` on ``train_set`` with the recipe (module docstring); the kept weights stay in it.
 
     ``train_set``/``val_set`` yield PyG ``Data`` with ``y`` (scaled age); ``model(batch).pred`` is
-    (B,). With ``out_dir`` the history and a checkpoint are written there after every epoch.
+    (B,). ``val_set`` (may be ``None`` or empty with ``selection="last"``) is evaluated after every
+    epoch. With ``out_dir`` the history and a checkpoint are written there after every epoch.
     ``fingerprint_extra`` (anything JSON-able: the data split, the model config) guards resumption.
     """
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from torch_geometric.loader import DataLoader
     from tqdm.auto import tqdm
 
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be at least 1 (got {cfg.epochs})")
+    has_val = val_set is not None and len(val_set) > 0
+    if selection == "best" and not has_val:
+        raise ValueError(f"{desc}: selection='best' needs a non-empty validation set")
     ctx = distributed.context()
     device = resolve_device(cfg.device)
     channels_last = device.type == "cuda" and "smri" in getattr(model, "modalities", ())
@@ -98,22 +121,32 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
     train_model = _PredictionOnly(model)
     if ctx.enabled:
         train_model = _wrap_ddp(train_model, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=cfg.scheduler_factor, patience=cfg.scheduler_patience,
-        min_lr=cfg.min_lr)
     sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank,
                                  shuffle=True, seed=cfg.seed)
-    loader = DataLoader(train_set, batch_size=distributed.local_batch_size(cfg.batch_size, ctx),
-                        sampler=sampler, num_workers=cfg.num_workers)
-    fingerprint = fit_fingerprint(cfg, fingerprint_extra)
+    local_batch = distributed.local_batch_size(cfg.batch_size, ctx)
+    loader = DataLoader(train_set, batch_size=local_batch, sampler=sampler, num_workers=cfg.num_workers,
+                        drop_last=len(sampler) >= local_batch)
+    steps_per_epoch = len(loader)
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total_steps = cfg.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, cfg.warmup_fraction, cfg.final_lr_fraction))
+    ema = None
+    if cfg.ema_epochs > 0:
+        decay = 1.0 - 1.0 / max(1.0, cfg.ema_epochs * steps_per_epoch)
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    bn_loader = None
+    if cfg.bn_recalibrate and _trainable_batchnorms(model):
+        plain = getattr(train_set, "without_augmentation", lambda: train_set)()
+        bn_loader = DataLoader(plain, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+    fingerprint = fit_fingerprint(cfg, {"extra": fingerprint_extra, "selection": selection})
     ckpt_path = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     state = _TrainingState()
     torch.manual_seed(cfg.seed)
     if ckpt_path is not None and ctx.is_main:      # left by a fit killed while writing them
         remove_stale_temporaries(ckpt_path.parent, (CHECKPOINT, HISTORY))
     if resume and ckpt_path is not None and ckpt_path.is_file():
-        state = _load_checkpoint(ckpt_path, fingerprint, model, optimizer, scheduler, device)
+        state = _load_checkpoint(ckpt_path, fingerprint, model, ema, optimizer, scheduler, device)
         if state.finished:
             model.load_state_dict(state.best_model)
             return state.result()
@@ -127,30 +160,124 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
             sampler.set_epoch(epoch)
             if hasattr(train_set, "set_epoch"):
                 train_set.set_epoch(epoch)
-            train_loss = _train_epoch(train_model, loader, optimizer, device, cfg, channels_last)
-            val_loss = evaluate_loss(model, val_set, cfg, device)
-            scheduler.step(val_loss)
-            state.record(epoch, train_loss, val_loss, lr, time.perf_counter() - start, model)
-            state.stopped_early = state.bad_epochs >= cfg.early_stopping_patience
-            state.finished = state.stopped_early or epoch == cfg.epochs
-            if state.finished:
+            train_loss = _train_epoch(train_model, loader, optimizer, scheduler, ema, model, device,
+                                      cfg, channels_last)
+            last = epoch == cfg.epochs
+            val_loss = float("nan")
+            if has_val or last:
+                evaluated = _evaluated_weights(model, ema, bn_loader, device)
+                if has_val:
+                    val_loss = _loss_with(model, evaluated, val_set, cfg, device)
+            if selection == "best":
+                state.consider(epoch, val_loss, evaluated)
+            if last:
+                state.finished = True
+                if selection == "last":
+                    state.best_epoch, state.best_val_loss, state.best_model = epoch, val_loss, evaluated
                 if state.best_model is None:
                     raise RuntimeError(f"{desc}: the validation loss was never finite (diverged?)")
                 model.load_state_dict(state.best_model)
+            state.record(epoch, train_loss, val_loss, lr, time.perf_counter() - start)
+            if not np.isfinite(train_loss):
+                raise RuntimeError(f"{desc}: the training loss is {train_loss} at epoch {epoch} "
+                                   f"(lr {lr:.2e}): the fit diverged")
             if ckpt_path is not None and ctx.is_main:
                 _write_history(ckpt_path.parent / HISTORY, state.history_frame())
-                save_checkpoint(ckpt_path, state.to_checkpoint(fingerprint, model, optimizer, scheduler))
+                save_checkpoint(ckpt_path, state.to_checkpoint(fingerprint, model, ema, optimizer, scheduler))
             if writer is not None:
                 for key, value in (("loss/train", train_loss), ("loss/val", val_loss), ("lr", lr)):
                     writer.add_scalar(key, value, epoch)
-            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", best=state.best_epoch)
-            if state.stopped_early:
-                break
+            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
     bar.close()
     if writer is not None:
         writer.close()
     distributed.barrier()
     return state.result()
+
+
+def lr_factor(step: int, total: int, warmup_fraction: float, final_fraction: float) -> float:
+    """Learning-rate multiplier at optimiser ``step`` (0-based) of ``total``: linear warmup over
+    ``warmup_fraction`` of the steps (from 1/warmup), then a cosine from 1 to ``final_fraction``."""
+    warmup = int(round(warmup_fraction * total))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+_NO_DECAY_NAMES = ("position", "embedding", "bias")
+
+
+def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """AdamW groups: trainable weights with decay, and without decay every 1-d parameter (norms,
+    biases) and the learned position/identity embeddings. Encoder parameters of a fusion model
+    being fine-tuned (``model.finetuned_encoders``) get ``lr * encoder_lr_scale``."""
+    finetuned = tuple(f"{name}." for name in getattr(model, "finetuned_encoders", ()))
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        decay = param.ndim >= 2 and not any(key in name for key in _NO_DECAY_NAMES)
+        groups.setdefault((decay, name.startswith(finetuned) if finetuned else False), []).append(param)
+    return [{"params": params, "weight_decay": cfg.weight_decay if decay else 0.0,
+             "lr": cfg.lr * (cfg.encoder_lr_scale if encoder else 1.0)}
+            for (decay, encoder), params in sorted(groups.items())]
+
+
+def _trainable_batchnorms(model: nn.Module) -> list[nn.Module]:
+    """BatchNorm layers whose parameters are trained (a frozen encoder keeps its statistics)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and any(p.requires_grad for p in m.parameters())]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, loader, device: torch.device) -> None:
+    """Recompute the running statistics of the trainable BatchNorm layers of ``model`` over one pass
+    of ``loader`` (as ``torch.optim.swa_utils.update_bn``, for PyG batches, weighting each batch by
+    its size, and leaving frozen layers alone): the running mean becomes the mean over the data,
+    the running variance the size-weighted mean of the batches' variances. Dropout is off."""
+    layers = _trainable_batchnorms(model)
+    if not layers:
+        return
+    momenta = {layer: layer.momentum for layer in layers}
+    for layer in layers:
+        layer.reset_running_stats()
+    was_training = model.training
+    model.eval()
+    for layer in layers:
+        layer.train()
+    seen = 0
+    for batch in loader:
+        size = batch.num_graphs
+        for layer in layers:
+            layer.momentum = size / (seen + size)    # running = size-weighted mean of batch stats
+        model(batch.to(device))
+        seen += size
+    for layer, momentum in momenta.items():
+        layer.momentum = momentum
+    model.train(was_training)
+
+
+def _evaluated_weights(model: nn.Module, ema, bn_loader, device: torch.device) -> dict:
+    """The weights the recipe evaluates: the EMA (or the live weights), BatchNorm recalibrated.
+    The live model's own weights are left as they are (training goes on from them)."""
+    live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())
+    if bn_loader is not None:
+        recalibrate_batchnorm(model, bn_loader, device)
+    evaluated = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(live)
+    return evaluated
+
+
+def _loss_with(model: nn.Module, weights: dict, dataset, cfg: TrainConfig, device: torch.device) -> float:
+    live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(weights)
+    try:
+        return evaluate_loss(model, dataset, cfg, device)
+    finally:
+        model.load_state_dict(live)
 
 
 def evaluate_loss(model: nn.Module, dataset, cfg: TrainConfig, device: torch.device) -> float:
@@ -218,9 +345,10 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-def _train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
-                 cfg: TrainConfig, channels_last: bool) -> float:
-    """One pass over ``loader``; returns the sample-weighted mean training loss (all processes)."""
+def _train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler, ema,
+                 raw: nn.Module, device: torch.device, cfg: TrainConfig, channels_last: bool) -> float:
+    """One pass over ``loader`` (lr and EMA stepped per batch); returns the sample-weighted mean
+    training loss (all processes)."""
     model.train()
     total, count = 0.0, 0
     for batch in loader:
@@ -231,6 +359,9 @@ def _train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, dev
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update_parameters(raw)
         total += loss.item() * batch.num_graphs
         count += batch.num_graphs
     total, count = distributed.all_reduce_sum([total, count], device)
@@ -351,61 +482,58 @@ _HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
 
 @dataclass
 class _TrainingState:
-    """Everything besides model/optimiser/scheduler that a resumed fit needs."""
+    """Everything besides model/EMA/optimiser/scheduler that a resumed fit needs."""
 
     epoch: int = 0
     best_epoch: int = 0
     best_val_loss: float = float("inf")
-    bad_epochs: int = 0
-    stopped_early: bool = False
     finished: bool = False
-    best_model: dict | None = None
+    best_model: dict | None = None    # the kept weights (selection="best": so far; the final model)
     history: dict | None = None
 
-    def record(self, epoch: int, train_loss: float, val_loss: float, lr: float, seconds: float,
-               model: nn.Module) -> None:
+    def record(self, epoch: int, train_loss: float, val_loss: float, lr: float, seconds: float) -> None:
         self.epoch = epoch
         if self.history is None:
             self.history = {c: [] for c in _HISTORY_COLUMNS}
         for key, value in zip(_HISTORY_COLUMNS, (epoch, train_loss, val_loss, lr, seconds)):
             self.history[key].append(value)
+
+    def consider(self, epoch: int, val_loss: float, weights: dict) -> None:
+        """selection="best": keep ``weights`` when ``val_loss`` is the lowest so far."""
         if val_loss < self.best_val_loss:
-            self.best_epoch, self.best_val_loss, self.bad_epochs = epoch, val_loss, 0
-            self.best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            self.bad_epochs += 1
+            self.best_epoch, self.best_val_loss, self.best_model = epoch, val_loss, weights
 
     def history_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.history or {c: [] for c in _HISTORY_COLUMNS})
 
     def result(self) -> FitResult:
-        return FitResult(self.best_epoch, self.best_val_loss, self.epoch, self.stopped_early,
-                         self.history_frame())
+        return FitResult(self.best_epoch, self.best_val_loss, self.epoch, self.history_frame())
 
-    def to_checkpoint(self, fingerprint: str, model: nn.Module, optimizer, scheduler) -> dict:
+    def to_checkpoint(self, fingerprint: str, model: nn.Module, ema, optimizer, scheduler) -> dict:
         device = next(model.parameters()).device
         return {
             "format": CHECKPOINT_FORMAT, "fingerprint": fingerprint,
             "epoch": self.epoch, "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
-            "bad_epochs": self.bad_epochs, "stopped_early": self.stopped_early,
             "finished": self.finished, "history": self.history,
             "model": model.state_dict(), "best_model": self.best_model,
+            "ema": ema.state_dict() if ema is not None else None,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "rng": _rng_state(device),
         }
 
 
-def _load_checkpoint(path: Path, fingerprint: str, model: nn.Module, optimizer, scheduler,
+def _load_checkpoint(path: Path, fingerprint: str, model: nn.Module, ema, optimizer, scheduler,
                      device: torch.device) -> _TrainingState:
     ckpt = load_checkpoint(path, device)
     if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("fingerprint") != fingerprint:
-        raise ValueError(f"{path} was written by a different configuration or data split; "
+        raise ValueError(f"{path} was written by a different configuration, data split or version; "
                          "use another output folder or start without --resume")
     model.load_state_dict(ckpt["model"])
+    if ema is not None:
+        ema.load_state_dict(ckpt["ema"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     _set_rng_state(ckpt["rng"], device)
     return _TrainingState(
         epoch=ckpt["epoch"], best_epoch=ckpt["best_epoch"], best_val_loss=ckpt["best_val_loss"],
-        bad_epochs=ckpt["bad_epochs"], stopped_early=ckpt["stopped_early"],
         finished=ckpt["finished"], best_model=ckpt["best_model"], history=ckpt["history"])

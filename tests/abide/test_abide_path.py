@@ -37,7 +37,7 @@ def tiny(tmp_path_factory):
     work = tmp_path_factory.mktemp("abide")
     prof = load_profile("demo", {
         "workdir": str(work), "cohorts": {"abide-males": {"options": {"sub_ids": pick_sub_ids()}}},
-        "train": {"epochs": 2, "val_fraction": 0.3, "batch_size": 16, "early_stopping_patience": 2},
+        "train": {"epochs": 2, "val_fraction": 0.3, "batch_size": 16},
         "graph": {"topk": 4}, "model": {"gat": {"hidden": 8, "heads": 2}},      # small: CPU test
         "book": {"chapter_parameters": {"11_abide": {"n_folds": 3}}}})
     return prof, abide.load(prof, "abide-males")

@@ -125,7 +125,7 @@ def _fake_results() -> dict:
                                "t1_shape": [16, 20, 16], "atlas": "dosenbach160",
                                "model": {"gat": {"hidden": 8, "heads": 2}, "densenet": {"init_features": 8, "growth_rate": 4,
                                          "block_config": [1, 1]}, "fusion": {"dim": 16}},
-                               "train": {"folds": 2, "protocol": "nested", "epochs": 2, "early_stopping_patience": 5,
+                               "train": {"folds": 2, "protocol": "nested", "epochs": 2,
                                          "batch_size": 16, "lr": 0.001, "seed": 0}},
                      "verdict": verdict(_models(amagenet=5.0, **{"ridge-fc": 6.0}), {"both": 2.5}),
                      "transfer": {"models": {"amagenet": model}, "oracle_mae": 2.5, "floor_mae": 2.7}},

@@ -90,7 +90,7 @@ def tiny_run(tmp_path_factory):
     region_table = pd.DataFrame({"index": range(r), "name": names, "network": [f"net{k}" for k in TINY_NETWORKS],
                                  "x": np.linspace(-20, 20, r), "y": 0.0, "z": 0.0})
     cohort = write_cohort(root / "cohort", participants, connectivity=fc, t1=t1, regions=region_table)
-    cfg = TrainConfig(epochs=2, batch_size=8, folds=2, val_fraction=0.25, seed=0, early_stopping_patience=5)
+    cfg = TrainConfig(epochs=2, batch_size=8, folds=2, val_fraction=0.25, seed=0)
     run = cross_validate(cohort, tiny_config("amagenet"), cfg, GraphConfig(topk=4), root / "run", progress=False)
     return cohort, run
 

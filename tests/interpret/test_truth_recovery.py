@@ -51,7 +51,7 @@ def recovered(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("recovery")
     cohort, truth = recovery_cohort(root / "cohort")
-    cfg = TrainConfig(epochs=15, batch_size=16, folds=2, val_fraction=0.2, seed=0, early_stopping_patience=15)
+    cfg = TrainConfig(epochs=15, batch_size=16, folds=2, val_fraction=0.2, seed=0)
     graph = GraphConfig(topk=6)
     run = cross_validate(cohort, tiny_config("fmri"), cfg, graph, root / "run", progress=False)
     attr = attributions.compute(run, cohort, graph, None, radius=5.0, steps=8)

@@ -7,7 +7,7 @@ from torch_geometric.data import Batch
 
 from amage_core.config import GraphConfig, load_profile
 from amage_core.models import VARIANTS, InputSpec, build_model, count_parameters, resolve_config
-from amage_core.models.testing import synthetic_participants, tiny_config
+from amage_core.models.testing import random_batch, synthetic_participants, tiny_config
 
 EXPECTED_VARIANTS = {"amagenet", "released-code", "fmri", "smri", "sfcn", "tabular", "gcn",
                      "flat-gat", "no-gate", "no-xattn", "concat"}
@@ -125,7 +125,7 @@ def test_variants_override_only_structure():
 def test_parameter_counts_per_submodule(spec):
     model = build_model(tiny_config("amagenet"), spec)
     counts = count_parameters(model)
-    assert set(counts) == {"fmri_encoder", "smri_encoder", "fusion", "head", "total"}
+    assert set(counts) == {"fmri_encoder", "smri_encoder", "fusion", "late", "head", "total"}
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
     assert counts["total"] == sum(p.numel() for p in model.parameters())
 
@@ -134,7 +134,8 @@ def test_state_dict_keys_are_named():
     model = build_model(tiny_config("amagenet"), InputSpec(n_roi=12, node_features=12, t1_shape=(16, 16, 16)))
     keys = set(model.state_dict())
     for key in ("smri_encoder.features.conv0.weight", "smri_encoder.features.denseblock1.denselayer1.layers.conv1.weight",
-                "fmri_encoder.roi_convs.0.att", "fusion.gate.gate.fc1.weight", "head.layers.fc2.bias"):
+                "fmri_encoder.roi_convs.0.att", "fusion.gate.gate.fc1.weight", "head.layers.fc2.bias",
+                "late.fmri_head.layers.fc2.weight", "late.weight", "fmri_encoder.input_mean"):
         assert key in keys, key
 
 
@@ -149,3 +150,29 @@ def test_profile_model_sections_build(profile, n_roi):
         assert counts["total"] > 0
     if profile == "paper":
         assert p.model.densenet.checkpointing
+
+
+def test_a_fusion_model_starts_as_the_average_of_its_branches():
+    """With the residual late-fusion path, the fused head starts at 0: the first prediction is
+    0.5 * fMRI head + 0.5 * structural head."""
+    torch.manual_seed(0)
+    spec = InputSpec(n_roi=12, node_features=12, t1_shape=(16, 16, 16))
+    model = build_model(tiny_config("amagenet"), spec).eval()
+    batch = random_batch(spec, 4, seed=0)
+    out = model(batch)
+    assert out.branches.shape == (batch.num_graphs, 2)
+    torch.testing.assert_close(out.pred, out.branches.mean(-1))
+
+
+def test_frozen_branches_stay_in_eval_mode_and_untrained():
+    torch.manual_seed(0)
+    spec = InputSpec(n_roi=12, node_features=12, t1_shape=(16, 16, 16))
+    fused = build_model(tiny_config("amagenet"), spec)
+    fmri = build_model(tiny_config("fmri"), spec)
+    smri = build_model(tiny_config("smri"), spec)
+    fused.load_branches({"fmri": fmri.state_dict(), "structural": smri.state_dict()}, "frozen")
+    fused.train()
+    assert not fused.fmri_encoder.training and not fused.smri_encoder.training and fused.fusion.training
+    trainable = {n.split(".")[0] for n, p in fused.named_parameters() if p.requires_grad}
+    assert trainable == {"fusion", "head", "late"}
+    assert not any(p.requires_grad for p in fused.late.fmri_head.parameters())

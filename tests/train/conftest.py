@@ -16,7 +16,7 @@ def cohort(tmp_path) -> PreparedCohort:
 @pytest.fixture
 def fast_cfg() -> TrainConfig:
     return TrainConfig(epochs=3, batch_size=8, lr=0.01, folds=3, seed=0, val_fraction=0.2,
-                       early_stopping_patience=10, device="cpu")
+                       device="cpu")
 
 
 @pytest.fixture

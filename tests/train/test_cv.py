@@ -54,8 +54,10 @@ def test_run_directory_follows_the_contract(full_run):
         bias = json.loads((fold / "bias.json").read_text())
         scaler = json.loads((fold / "scaler.json").read_text())
         test_keys = {f"camcan-like/{p}" for p in roles["test"]}
-        assert bias["source"] == "validation" and not set(bias["fitted_on"]) & test_keys
-        assert set(bias["fitted_on"]) == {f"camcan-like/{p}" for p in roles["val"]}
+        # the recipe fits the bias correction on the training fold; the validation split only
+        # draws the learning curve (bias_fit="validation": test_bias_fit_on_validation)
+        assert bias["source"] == "training" and not set(bias["fitted_on"]) & test_keys
+        assert set(bias["fitted_on"]) == {f"camcan-like/{p}" for p in roles["fit"]}
         assert not set(scaler["fitted_on"]) & test_keys
         assert (fold / "history.csv").is_file()
         torch.load(fold / "checkpoint.pt", weights_only=True)
@@ -136,7 +138,7 @@ def test_test_ages_reach_training_only_under_released_code(full_run, tmp_path, p
         np.testing.assert_array_equal(a["predicted_age"], b["predicted_age"])
         bias_a, bias_b = (json.loads((r.path / "fold-0" / "bias.json").read_text()) for r in (original, moved))
         assert (bias_a["slope"], bias_a["intercept"]) == (bias_b["slope"], bias_b["intercept"])
-        assert not test_keys & set(scaler["fitted_on"]) and fit["selected_on"] == "validation"
+        assert not test_keys & set(scaler["fitted_on"]) and fit["selected_on"] == "none"
     else:                       # the authors' scaler sees every age; the epoch is picked on the test fold
         assert not np.array_equal(a["predicted_age"], b["predicted_age"])
         assert test_keys <= set(scaler["fitted_on"]) and len(scaler["fitted_on"]) == cohort.n
@@ -166,3 +168,46 @@ def test_real_model_variant_runs_through_cross_validate(tmp_path, repo):
     assert not result.complete
     pred = pd.read_csv(result.path / "fold-0" / "predictions.tsv", sep="\t")
     assert pred["predicted_age"].notna().all() and "gate_0" in pred
+
+
+def test_bias_fit_on_validation(full_run, tmp_path):
+    cohort, cfg, graph_cfg, result, _ = full_run
+    folds = pd.read_csv(result.path / "folds.tsv", sep="\t", dtype={"fold": str})
+    run = _cv(cohort, replace(cfg, epochs=2, bias_fit="validation"), graph_cfg, tmp_path / "v",
+              folds=[0], assignment=folds)
+    split = pd.read_csv(run.path / "fold-0" / "split.tsv", sep="\t")
+    bias = json.loads((run.path / "fold-0" / "bias.json").read_text())
+    assert bias["source"] == "validation"
+    assert set(bias["fitted_on"]) == {f"camcan-like/{p}" for p in split.loc[split["role"] == "val", "participant_id"]}
+
+
+@pytest.mark.filterwarnings("ignore:bias correction slope")
+def test_fusion_starts_from_the_branches_of_the_same_folds(tmp_path, repo):
+    """A fusion variant loads each fold's fMRI and DenseNet weights from the single-branch runs,
+    keeps them frozen, and refuses branches fit on other participants."""
+    from amage_core.train.cv import fold_weights
+
+    profile = load_profile(repo / "tests" / "profiles" / "tiny.yml")
+    cohort = make_cohort(tmp_path / "c", n=30)
+    cfg = replace(profile.train, epochs=2, folds=2, val_fraction=0.0, device="cpu", fold_workers=1)
+    branches = {b: cross_validate(cohort, profile.model, cfg, profile.graph, tmp_path / b, variant=v,
+                                  progress=False)
+                for b, v in (("fmri", "fmri"), ("structural", "smri"))}
+    fused = cross_validate(cohort, profile.model, cfg, profile.graph, tmp_path / "fused",
+                           variant="amagenet", progress=False, pretrained=branches)
+    assert fused.complete
+    for fold in ("0", "1"):
+        weights = fold_weights(fused.path, fold)
+        for branch, prefix in (("fmri", "fmri_encoder."), ("structural", "smri_encoder.")):
+            own = fold_weights(branches[branch].path, fold)
+            for key, value in own.items():
+                if key.startswith(prefix):
+                    assert torch.equal(weights[key], value), key          # frozen encoder
+                elif key.startswith("head."):
+                    head = "late.fmri_head." if branch == "fmri" else "late.structural_head."
+                    assert torch.equal(weights[head + key[len("head."):]], value), key
+    other = replace(cfg, seed=7)       # other inner seeds/folds: the branches were fit on others
+    with pytest.raises(ValueError, match="other participants|fit fold"):
+        cross_validate(cohort, profile.model, replace(other, val_fraction=0.3), profile.graph,
+                       tmp_path / "bad", variant="amagenet", progress=False, pretrained=branches,
+                       assignment=pd.read_csv(branches["fmri"].path / "folds.tsv", sep="\t", dtype=str))

@@ -25,8 +25,21 @@ def test_batches_have_the_documented_shapes(cohort, graph_cfg):
     assert batch.t1.shape == (4, 1, *T1_SHAPE) and batch.tab.shape == (4, N_TAB)
     assert batch.idx.tolist() == [0, 1, 2, 3] and batch.y.shape == (4,)
     ages = cohort.participants["age"].to_numpy()
-    expected = (ages[:4] - ages[:10].min()) / np.ptp(ages[:10])     # min-max over the scaler's rows
+    expected = (ages[:4] - ages[:10].mean()) / ages[:10].std()     # standardised over the scaler's rows
     np.testing.assert_allclose(batch.y.numpy(), expected, rtol=1e-5)
+
+
+def test_age_scalers_invert_and_read_their_records():
+    ages = np.array([20.0, 35.0, 50.0, 80.0])
+    for kind in ("standard", "minmax"):
+        scaler = AgeScaler.fit(ages, ["a", "b", "c", "d"], kind)
+        np.testing.assert_allclose(scaler.inverse(scaler.transform(ages)), ages)
+        assert AgeScaler.from_dict(scaler.to_dict()) == scaler
+    assert AgeScaler.fit(ages, list("abcd"), "minmax").transform(ages).tolist() == [0.0, 0.25, 0.5, 1.0]
+    z = AgeScaler.fit(ages, list("abcd")).transform(ages)
+    assert abs(z.mean()) < 1e-12 and abs(z.std() - 1) < 1e-12
+    old = AgeScaler.from_dict({"low": 20.0, "high": 80.0, "fitted_on": ["a"]})   # earlier runs' record
+    assert old.kind == "minmax" and old.inverse(np.array([0.5]))[0] == 50.0
 
 
 def test_items_hold_only_the_models_modalities(cohort, graph_cfg):

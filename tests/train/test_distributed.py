@@ -14,7 +14,7 @@ from amage_core.train.loop import fit
 from amage_core.train.scaler import AgeScaler
 from train_fixtures import TinyModel, make_cohort
 
-CFG = TrainConfig(epochs=4, batch_size=8, lr=0.01, seed=0, device="cpu", early_stopping_patience=10)
+CFG = TrainConfig(epochs=4, batch_size=8, lr=0.01, seed=0, device="cpu")
 
 
 def _fit(root, out):

@@ -1,11 +1,14 @@
-"""The training loop: bitwise resume, early stopping with best weights, safe checkpoints."""
+"""The training loop: the recipe (schedule, weight decay groups, full batches, EMA, BatchNorm
+recalibration), bitwise resume, best-epoch selection (released-code protocol), safe checkpoints."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from amage_core.config import replace
+from torch import nn
+
+from amage_core.config import TrainConfig, replace
 from amage_core.train import loop
 from amage_core.train.dataset import CohortDataset, input_spec
 from amage_core.train.scaler import AgeScaler
@@ -21,12 +24,27 @@ def _sets(cohort, graph_cfg):
             CohortDataset(cohort, val_rows, graph_cfg, scaler, mods))
 
 
-def _fit(cohort, graph_cfg, cfg, out, resume=False):
+def _fit(cohort, graph_cfg, cfg, out, resume=False, selection="last", model=None):
     train, val = _sets(cohort, graph_cfg)
     torch.manual_seed(0)
-    model = TinyModel(input_spec(cohort), dropout=0.3)
-    result = loop.fit(model, train, val, cfg, out, resume=resume, progress=False)
+    model = model or TinyModel(input_spec(cohort), dropout=0.3)
+    result = loop.fit(model, train, val, cfg, out, resume=resume, progress=False, selection=selection)
     return model, result
+
+
+class BatchNormModel(TinyModel):
+    """TinyModel with a BatchNorm on its table features; records the training batch sizes."""
+
+    def __init__(self, spec):
+        super().__init__(spec, modalities=("table",), dropout=0.0)
+        self.norm = nn.BatchNorm1d(spec.n_table_features)
+        self.sizes = []
+
+    def forward(self, batch):
+        if self.training:
+            self.sizes.append(batch.num_graphs)
+        batch.tab = self.norm(batch.tab)
+        return super().forward(batch)
 
 
 def test_resume_reaches_bitwise_the_uninterrupted_result(cohort, graph_cfg, fast_cfg, tmp_path, monkeypatch):
@@ -59,22 +77,79 @@ def test_resume_reaches_bitwise_the_uninterrupted_result(cohort, graph_cfg, fast
     assert all(torch.equal(v, again_model.state_dict()[k]) for k, v in full_model.state_dict().items())
 
 
-def test_early_stopping_keeps_the_best_weights(cohort, graph_cfg, fast_cfg, tmp_path):
-    cfg = replace(fast_cfg, epochs=30, lr=0.3, early_stopping_patience=2, scheduler_patience=50)
-    model, result = _fit(cohort, graph_cfg, cfg, tmp_path)
+def test_best_selection_keeps_the_best_epoch(cohort, graph_cfg, fast_cfg, tmp_path):
+    """selection="best" (the released-code protocol) keeps the weights of the lowest validation loss."""
+    cfg = replace(fast_cfg, epochs=12, lr=0.3)
+    model, result = _fit(cohort, graph_cfg, cfg, tmp_path, selection="best")
     history = result.history
-    assert result.stopped_early and result.epochs_run < 30
+    assert result.epochs_run == 12
     assert result.best_epoch == int(history["val_loss"].idxmin()) + 1
-    assert result.epochs_run - result.best_epoch == 2
     _, val = _sets(cohort, graph_cfg)
     assert loop.evaluate_loss(model, val, cfg, torch.device("cpu")) == pytest.approx(result.best_val_loss)
     assert (tmp_path / "history.csv").read_text().startswith("epoch,train_loss,val_loss,lr,seconds")
 
 
+def test_last_selection_keeps_the_final_weights_without_a_validation_set(cohort, graph_cfg, fast_cfg):
+    train, _ = _sets(cohort, graph_cfg)
+    torch.manual_seed(0)
+    result = loop.fit(TinyModel(input_spec(cohort)), train, None, replace(fast_cfg, epochs=3), progress=False)
+    assert result.best_epoch == 3 and np.isnan(result.best_val_loss)
+    assert result.history["val_loss"].isna().all()
+    with pytest.raises(ValueError, match="selection='best' needs"):
+        loop.fit(TinyModel(input_spec(cohort)), train, None, fast_cfg, progress=False, selection="best")
+
+
+def test_lr_warms_up_then_follows_a_cosine_to_its_floor():
+    total = 100
+    factors = [loop.lr_factor(s, total, 0.1, 0.01) for s in range(total)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(factors[:10], factors[1:10]))           # warmup rises
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))           # then never rises
+    assert factors[-1] == pytest.approx(0.01, abs=1e-3)
+    assert loop.lr_factor(55, total, 0.1, 0.01) == pytest.approx(0.01 + 0.99 * 0.5)   # half way
+
+
+def test_weight_decay_spares_norms_biases_embeddings_and_frozen_parameters():
+    model = nn.Module()
+    model.lin = nn.Linear(4, 4)
+    model.norm = nn.LayerNorm(4)
+    model.network_embedding = nn.Parameter(torch.zeros(3, 4))
+    model.frozen = nn.Linear(4, 4).requires_grad_(False)
+    groups = loop.parameter_groups(model, TrainConfig(weight_decay=0.05))
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    undecayed = {id(p) for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert decayed == {id(model.lin.weight)}
+    assert undecayed == {id(model.lin.bias), id(model.norm.weight), id(model.norm.bias),
+                         id(model.network_embedding)}
+
+
+def test_training_batches_are_full_and_batchnorm_is_recalibrated(cohort, graph_cfg, fast_cfg):
+    """28 training participants in batches of 8: three full batches an epoch (drop_last); after the
+    fit, BatchNorm's running statistics are those of the training data under the kept weights."""
+    train, val = _sets(cohort, graph_cfg)
+    torch.manual_seed(0)
+    model = BatchNormModel(input_spec(cohort))
+    loop.fit(model, train, val, replace(fast_cfg, epochs=3, ema_epochs=1.0), progress=False)
+    assert set(model.sizes) == {8} and len(model.sizes) == 3 * 3
+    tables = torch.tensor(np.asarray(cohort.tables)[np.arange(28)], dtype=torch.float32)
+    assert torch.allclose(model.norm.running_mean, tables.mean(0), atol=1e-5)
+    # the mean of the batches' variances (batches of 8): near the variance of the whole set
+    assert torch.allclose(model.norm.running_var, tables.var(0), rtol=0.25)
+
+
+def test_recalibration_can_be_turned_off(cohort, graph_cfg, fast_cfg):
+    train, val = _sets(cohort, graph_cfg)
+    torch.manual_seed(0)
+    model = BatchNormModel(input_spec(cohort))
+    loop.fit(model, train, val, replace(fast_cfg, epochs=3, ema_epochs=0.0, bn_recalibrate=False), progress=False)
+    tables = torch.tensor(np.asarray(cohort.tables)[np.arange(28)], dtype=torch.float32)
+    assert not torch.allclose(model.norm.running_mean, tables.mean(0), atol=1e-3)
+
+
 def test_checkpoint_is_weights_only_and_guards_its_configuration(cohort, graph_cfg, fast_cfg, tmp_path):
     _fit(cohort, graph_cfg, replace(fast_cfg, epochs=1), tmp_path)
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert {"model", "optimizer", "scheduler", "best_model", "rng", "epoch"} <= set(ckpt)
+    assert {"model", "ema", "optimizer", "scheduler", "best_model", "rng", "epoch"} <= set(ckpt)
     assert isinstance(ckpt["rng"]["torch"], torch.Tensor)
     with pytest.raises(ValueError, match="different configuration"):
         _fit(cohort, graph_cfg, replace(fast_cfg, epochs=1, lr=0.5), tmp_path, resume=True)
