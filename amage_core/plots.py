@@ -61,6 +61,41 @@ def learning_curves(histories: Mapping[str, pd.DataFrame]) -> plt.Figure:
     return fig
 
 
+def recipe_curves(curves: pd.DataFrame) -> plt.Figure:
+    """Learning curves under the recipe, one panel per model (``train.diagnostics.curves``):
+    training loss (solid) and inner-validation loss of the evaluated weights (dashed) per fold, and
+    the learning-rate schedule (grey, right axis)."""
+    models = list(dict.fromkeys(curves["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 3.6), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        part = curves[curves["model"] == model]
+        for i, (fold, h) in enumerate(part.groupby("fold")):
+            ax.plot(h["epoch"], h["train_loss"], color=f"C{i}", lw=1.2, label=f"fold {fold} train")
+            if h["val_loss"].notna().any():
+                ax.plot(h["epoch"], h["val_loss"], color=f"C{i}", lw=1.2, ls="--", label=f"fold {fold} validation")
+        ax.set(xlabel="epoch", ylabel="MSE (standardised age)", yscale="log", title=model)
+        lr_ax = ax.twinx()
+        first = part[part["fold"] == part["fold"].iloc[0]]
+        lr_ax.plot(first["epoch"], first["lr"], color="0.6", lw=1, ls=":")
+        lr_ax.set_ylabel("learning rate (dotted)", color="0.4")
+        lr_ax.grid(False)
+    axes[0][0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def lr_range(tables: Mapping[str, pd.DataFrame], recipe_lr: float) -> plt.Figure:
+    """Learning-rate range tests: smoothed training loss against lr (log), the recipe's lr dashed."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for i, (name, t) in enumerate(tables.items()):
+        ax.plot(t["lr"], t["smoothed"], color=f"C{i}", label=name)
+    ax.axvline(recipe_lr, color="k", ls="--", lw=1, label=f"recipe lr {recipe_lr:g}")
+    ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="training MSE (smoothed)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def metric_bars(table: pd.DataFrame, metric: str = "mae", reference: Mapping[str, float] | None = None,
                 ) -> plt.Figure:
     """A metric per model (rows of ``table``, columns ``<metric>`` and optionally ``<metric>_sd``),

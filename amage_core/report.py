@@ -69,15 +69,28 @@ def _value(x, digits: int):
 def metrics_summary(runs: dict, digits: int = 2) -> pd.DataFrame:
     """One row per run: accuracy of the **uncorrected** predictions, pooled over the test
     participants, and the MAE's mean ± SD over folds. Bias-corrected accuracy is never shown: the
-    age-dependent correction uses each test participant's age (see :mod:`amage_core.evaluate.metrics`)."""
+    age-dependent correction uses each test participant's age (see :mod:`amage_core.evaluate.metrics`).
+
+    A set of seed runs (:class:`~amage_core.evaluate.seeds.SeedRuns`) shows its seed ensemble's
+    metrics, the MAE's mean ± SD over the seeds and the number of seeds; a single run counts one."""
     rows = {}
     for name, run in runs.items():
         pooled, mean, sd = _accuracy(run)
-        row = {"MAE": _value(pooled["mae"], digits), "MAE (fold mean ± SD)": _pm(mean["mae"], sd["mae"], digits)}
+        row = {"MAE": _value(pooled["mae"], digits)}
+        if hasattr(run, "spread"):
+            spread = run.spread()["mae"]
+            row["MAE (seed mean ± SD)"] = _pm(spread["mean"], spread["sd"], digits)
+            row["seeds"] = len(run.runs)
+        else:
+            row["seeds"] = 1
+        row["MAE (fold mean ± SD)"] = _pm(mean["mae"], sd["mae"], digits)
         row.update({label: _value(pooled[key], digits) for key, label in SHOWN_METRICS.items() if key != "mae"})
         row["n"] = int(pooled["n"])
         rows[name] = row
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+    if "MAE (seed mean ± SD)" in table:
+        table["MAE (seed mean ± SD)"] = table["MAE (seed mean ± SD)"].fillna("(one run)")
+    return table
 
 
 def _pm(mean, sd, digits: int) -> str:
@@ -273,3 +286,61 @@ def qc_table(cohorts: dict) -> pd.DataFrame:
     parts = [pd.read_csv(c.root / "qc_summary.tsv", sep="\t").assign(cohort=name) for name, c in cohorts.items()]
     table = pd.concat(parts, ignore_index=True).set_index(["cohort", "status", "category"])
     return readable(table, digits=1)
+
+
+def recipe_table(profile: Profile) -> pd.DataFrame:
+    """The training recipe every deep variant of ``profile`` is trained with (``amage_core.train.loop``)."""
+    t = profile.train
+    rows = [
+        ("optimiser", f"AdamW, lr {t.lr:g}, weight decay {t.weight_decay:g} on weights only (not norms, biases, embeddings)"),
+        ("schedule", f"{t.epochs} epochs, linear warmup over {t.warmup_fraction:.0%} of the steps, cosine to "
+                     f"{t.final_lr_fraction:g} x lr; batch {t.batch_size}, full batches only"),
+        ("weights kept", f"EMA over {t.ema_epochs:g} epochs" if t.ema_epochs > 0 else "the last epoch's"),
+        ("BatchNorm", "statistics recomputed on the training data before evaluation" if t.bn_recalibrate
+         else "running statistics as trained"),
+        ("epoch selection", "none (fixed budget)" if t.protocol == "nested" else "best epoch on the test fold (released code)"),
+        ("targets", f"{t.target} age scaling fit on the training fold"),
+        ("inputs", "FC edges standardised with training statistics" if t.standardize_fc else "FC as prepared (Fisher z)"),
+        ("T1 augmentation", "MONAI RandAffine, RandBiasField, RandGaussianNoise" if t.augment else "none"),
+        ("fusion", {"frozen": "pretrained single-branch encoders, frozen",
+                    "finetune": f"pretrained single-branch encoders, fine-tuned at {t.encoder_lr_scale:g} x lr",
+                    "scratch": "trained jointly from scratch"}[t.fusion_encoders]),
+        ("inner validation", f"{t.val_fraction:.0%} of each training fold, learning curves only" if t.val_fraction
+         else "none: trained on the whole training fold"),
+        ("seeds", f"{t.seeds} per deep model (seed {t.seed} + 1000 i, the same outer folds)"),
+    ]
+    return pd.DataFrame(rows, columns=["setting", "value"]).set_index("setting")
+
+
+def fusion_weights(run) -> pd.DataFrame:
+    """Per fold of a fusion run: the residual late-fusion path's learned weights on the fMRI and the
+    structural branch (``late.weight``; they start at 0.5 and 0.5) and bias, and the spread of the
+    gate across that fold's test participants (mean, SD, 5th and 95th percentile of each
+    participant's mean gate value)."""
+    from amage_core.train.cv import fold_weights
+
+    runs = getattr(run, "runs", [run])
+    rows = []
+    for i, r in enumerate(runs):
+        gates = [c for c in r.predictions.columns if c.startswith("gate_")]
+        for fold_dir in sorted(r.path.glob("fold-*")):
+            fold = fold_dir.name.removeprefix("fold-")
+            weights = fold_weights(r.path, fold)
+            row = {"seed run": i, "fold": fold}
+            if "late.weight" in weights:
+                w = weights["late.weight"].tolist()
+                row.update({"w fMRI": round(w[0], 3), "w structural": round(w[1], 3),
+                            "bias": round(float(weights["late.bias"]), 3)})
+            if gates:
+                g = r.predictions.loc[r.predictions["fold"].astype(str) == fold, gates].mean(axis=1)
+                row.update({"gate mean": round(float(g.mean()), 3), "gate SD": round(float(g.std(ddof=1)), 3),
+                            "gate 5%": round(float(g.quantile(0.05)), 3), "gate 95%": round(float(g.quantile(0.95)), 3)})
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["seed run", "fold"])
+
+
+def seed_table(runs: dict, digits: int = 2) -> pd.DataFrame:
+    """One row per model (runs or seed runs): seeds, MAE mean ± SD over seeds, the seed ensemble's MAE."""
+    from amage_core.evaluate import verdicts
+
+    return verdicts.seed_table({name: verdicts.tables_of(run) for name, run in runs.items()}, digits)

@@ -247,3 +247,40 @@ def occlusion(profile: str | Profile, cohort: str, model: str = "amagenet", per_
     data, result, graph_cfg, grid, radius = _explained(prof, cohort, model, where, run_options)
     return compute_occlusion(result, data, graph_cfg, grid, radius, per_fold=per_fold,
                              mask_size=mask_size, overlap=overlap, train_cfg=prof.train)
+
+
+def lr_range(profile: str | Profile, cohort: str, model: str, steps: int = 100, lr_min: float = 1e-5,
+             lr_max: float = 1.0, progress: bool = True):
+    """Learning-rate range test of ``model`` (trained from scratch with the profile's recipe
+    optimiser) on the training participants of outer fold 0 of ``cohort``; computed once, cached
+    under ``<workdir>/diagnostics/``. See :func:`amage_core.train.diagnostics.lr_range_test`."""
+    import pandas as pd
+    import torch
+
+    from amage_core.models import build_model
+    from amage_core.train.cv import fold_split, plan_folds
+    from amage_core.train.dataset import CohortDataset, input_spec
+    from amage_core.train.diagnostics import lr_range_test
+    from amage_core.train.loop import RUNTIME_FIELDS, cpu_threads
+
+    prof = _profile(profile)
+    data = prepared(prof, cohort, progress)
+    model_cfg = replace(prof.model, variant=model)
+    graph_cfg = _graph_config(prof, model, None)
+    key = {"cohort": data.manifest.get("config_hash"), "model": to_dict(model_cfg), "graph": to_dict(graph_cfg),
+           "train": {k: v for k, v in to_dict(prof.train).items() if k not in RUNTIME_FIELDS},
+           "steps": steps, "lr_min": lr_min, "lr_max": lr_max}
+    out = workdir(prof) / "diagnostics" / f"lr-range-{cohort}-{model}-{io.stable_hash(key)}.tsv"
+    if out.is_file():
+        return pd.read_csv(out, sep="\t")
+    split = fold_split(data, plan_folds(data, prof.train), "0", prof.train)
+    torch.manual_seed(prof.train.seed)
+    net = build_model(model_cfg, input_spec(data))
+    if prof.train.standardize_fc and "fmri" in net.modalities:
+        net.set_input_statistics(torch.from_numpy(np.asarray(data.connectivity[split.fit_rows], dtype=np.float32)))
+    dataset = CohortDataset(data, split.fit_rows, graph_cfg, split.scaler, frozenset(net.modalities),
+                            augment=prof.train.augment, seed=prof.train.seed)
+    with cpu_threads(prof.train.cpu_threads):
+        table = lr_range_test(net, dataset, prof.train, lr_min=lr_min, lr_max=lr_max, steps=steps)
+    io.write_tsv(out, table)
+    return table
