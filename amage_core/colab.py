@@ -109,13 +109,16 @@ def install(repo_dir: str | Path, log=print, pip_args: tuple[str, ...] = ()) -> 
 
 
 def installed_from(repo_dir: Path) -> bool:
-    """True when ``amage-core`` is installed in this environment, editable, from ``repo_dir``."""
-    try:
-        text = md.distribution("amage-core").read_text("direct_url.json")
-    except md.PackageNotFoundError:
-        return False
-    info = json.loads(text or "{}")
-    return info.get("url") == Path(repo_dir).resolve().as_uri() and bool(info.get("dir_info", {}).get("editable"))
+    """True when ``amage-core`` is installed in this environment, editable, from ``repo_dir``.
+
+    Every distribution of that name is looked at: the clone itself, first on ``sys.path``, holds
+    the ``amage_core.egg-info`` that setuptools leaves beside an editable install."""
+    uri = Path(repo_dir).resolve().as_uri()
+    for dist in md.distributions(name="amage-core"):
+        info = json.loads(dist.read_text("direct_url.json") or "{}")
+        if info.get("url") == uri and info.get("dir_info", {}).get("editable"):
+            return True
+    return False
 
 
 def installed_versions() -> dict[str, str]:

@@ -108,3 +108,18 @@ def test_chapter_runs_in_simulated_colab(path, colab_env, tiny_book, tmp_path):
     text = "".join("".join(o.get("text", "")) for o in setup["outputs"])
     assert f"amage_core from {colab_env.clone}; profile '{tiny_book.profile}'" in text, text
     assert "installing" not in text                      # installed once per runtime, by the first cell run
+
+
+def test_installed_from_looks_past_the_clones_own_egg_info(tmp_path, monkeypatch):
+    """The clone is first on sys.path in the Colab kernel and holds setuptools' egg-info (no
+    direct_url.json): the editable install's dist-info must still be found."""
+    clone, site = tmp_path / "clone", tmp_path / "site"
+    (clone / "amage_core.egg-info").mkdir(parents=True)
+    (clone / "amage_core.egg-info" / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: amage-core\nVersion: 0.1.0\n")
+    (site / "amage_core-0.1.0.dist-info").mkdir(parents=True)
+    (site / "amage_core-0.1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: amage-core\nVersion: 0.1.0\n")
+    (site / "amage_core-0.1.0.dist-info" / "direct_url.json").write_text(
+        json.dumps({"url": clone.resolve().as_uri(), "dir_info": {"editable": True}}))
+    monkeypatch.setattr(sys, "path", [str(clone), str(site)])
+    assert colab.installed_from(clone)
+    assert not colab.installed_from(tmp_path / "elsewhere")
