@@ -407,14 +407,42 @@ def map_folds(fn, jobs: list[tuple], cfg: TrainConfig, progress: bool = True) ->
         from joblib import Parallel, delayed
 
         threads = cfg.cpu_threads or max(1, (os.cpu_count() or 1) // workers)
+        parent = os.getpid()
         return Parallel(n_jobs=workers, backend="loky")(
-            delayed(_with_threads)(threads, fn, *job, False) for job in jobs)
+            delayed(_in_worker)(parent, threads, fn, *job, False) for job in jobs)
     return [_with_threads(cfg.cpu_threads, fn, *job, progress) for job in jobs]
 
 
 def _with_threads(threads: int, fn, *args):
     with cpu_threads(threads):
         return fn(*args)
+
+
+def _in_worker(parent: int, threads: int, fn, *args):
+    """Run a job in a worker process that exits at once if ``parent`` dies (a parent killed with
+    SIGKILL cannot stop its loky workers, which would otherwise go on computing and writing)."""
+    _exit_with_parent(parent)
+    return _with_threads(threads, fn, *args)
+
+
+_WATCHED: set[int] = set()
+
+
+def _exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    import os
+    import threading
+
+    if parent in _WATCHED or os.getpid() == parent:
+        return
+    _WATCHED.add(parent)
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(3)
+            time.sleep(interval)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 @contextlib.contextmanager
