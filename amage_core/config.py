@@ -237,6 +237,9 @@ class TrainConfig:
     # frozen encoders (fusion and head trained), encoders fine-tuned at lr * encoder_lr_scale, or scratch
     fusion_encoders: Literal["frozen", "finetune", "scratch"] = "frozen"
     encoder_lr_scale: float = 0.1
+    # the late-fusion weights are fit out of sample on the validation predictions of a second set
+    # of branch runs that hold out this fraction of each training fold (0: learnt in sample)
+    blend_fraction: float = 0.2
     folds: int = 5
     # inner validation split of each training fold: monitors the learning curve (and, with
     # bias_fit="validation", fits the bias correction); it never chooses an epoch. 0: none, the

@@ -127,9 +127,16 @@ def run(
     model_cfg = None if model in BASELINES else replace(prof.model, variant=model, **(model_overrides or {}))
     pretrained = None
     if model_cfg is not None and is_fusion(model_cfg) and train_cfg.fusion_encoders != "scratch":
-        pretrained = branch_runs(prof, cohort, model_cfg, test_cohort=test_cohort, train=train,
-                                 graph=to_dict(graph_cfg), where=where, test_where=test_where,
-                                 progress=progress)
+        from amage_core.models.amagenet import resolve_config
+        from amage_core.train.cv import Branches
+
+        options = dict(test_cohort=test_cohort, graph=to_dict(graph_cfg), where=where,
+                       test_where=test_where, progress=progress)
+        pretrained = Branches(branch_runs(prof, cohort, model_cfg, train=train, **options))
+        if (train_cfg.blend_fraction > 0 and train_cfg.protocol == "nested"
+                and resolve_config(model_cfg).fusion.late_fusion):
+            blend = {**(train or {}), "val_fraction": train_cfg.blend_fraction}
+            pretrained.blend = branch_runs(prof, cohort, model_cfg, train=blend, **options)
     data = prepared(prof, cohort, progress, where)
     test = prepared(prof, test_cohort, progress, test_where) if test_cohort else None
     key = {"cohort": data.manifest.get("config_hash"), "test": test.manifest.get("config_hash") if test else None,
@@ -249,7 +256,7 @@ def occlusion(profile: str | Profile, cohort: str, model: str = "amagenet", per_
                              mask_size=mask_size, overlap=overlap, train_cfg=prof.train)
 
 
-def lr_range(profile: str | Profile, cohort: str, model: str, steps: int = 100, lr_min: float = 1e-5,
+def lr_range(profile: str | Profile, cohort: str, model: str, steps: int = 200, lr_min: float = 1e-5,
              lr_max: float = 1.0, progress: bool = True):
     """Learning-rate range test of ``model`` (trained from scratch with the profile's recipe
     optimiser) on the training participants of outer fold 0 of ``cohort``; computed once, cached

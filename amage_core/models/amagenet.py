@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
@@ -175,6 +176,18 @@ class BrainAgeModel(nn.Module):
             self.finetuned_encoders = tuple(loaded)
         else:
             raise ValueError(f"unknown branch mode {mode!r}; use 'frozen' or 'finetune'")
+
+    @torch.no_grad()
+    def set_late_weights(self, fit: dict, scaler) -> None:
+        """Fix the late-fusion path to ``age = w_fmri * fMRI + w_structural * structural + intercept``
+        (years; ``cv.blend_weights``), written in the scaled-age units of ``scaler``, and stop
+        training it (the branch heads predict scaled age with the same scaler)."""
+        w = torch.tensor([fit["w_fmri"], fit["w_structural"]], dtype=self.late.weight.dtype)
+        self.late.weight.copy_(w)
+        bias = (fit["intercept_years"] + (float(w.sum()) - 1.0) * scaler.center) / scaler.scale
+        self.late.bias.fill_(bias)
+        self.late.weight.requires_grad_(False)
+        self.late.bias.requires_grad_(False)
 
     def train(self, mode: bool = True) -> BrainAgeModel:
         super().train(mode)

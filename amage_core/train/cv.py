@@ -12,10 +12,18 @@ Protocols (``TrainConfig.protocol``):
   age scaler is fit on *all* participants (test folds included), there is no inner validation, and
   the epoch is chosen on the test fold itself; the bias correction is fit on training-fold predictions.
 
-Fusion variants start from pretrained branches (``TrainConfig.fusion_encoders``): ``pretrained``
-maps ``"fmri"`` / ``"structural"`` to the runs of the single-branch models on the same folds and
-seed; each fold loads the weights of the same fold (whose fit rows must be the same) and trains the
-fusion with the encoders frozen or fine-tuned (``BrainAgeModel.load_branches``).
+Fusion variants start from pretrained branches (``TrainConfig.fusion_encoders``, :class:`Branches`):
+the runs of the single-branch models on the same folds and seed; each fold loads the weights of the
+same fold (whose fit rows must be the same) and trains the fusion with the encoders frozen or
+fine-tuned (``BrainAgeModel.load_branches``). The weights of the residual late-fusion path decide
+how much each branch counts, which the training participants cannot tell (every branch fits them
+well): with ``blend`` runs (the same branches trained with an inner validation split,
+``TrainConfig.blend_fraction``) they are fit out of sample, by non-negative least squares on the
+blend runs' validation predictions, and kept fixed; the cross-attention and the gate then learn a
+correction on the training fold.
+
+A run whose folds keep an inner validation split writes its predictions of those participants to
+``fold-<k>/val_predictions.tsv`` (participant_id, age, predicted_age).
 
 Cross-cohort (``test_cohort``): the model is fit on all of ``cohort`` (with its inner validation
 split) and predicts every participant of ``test_cohort`` (fold ``external``).
@@ -36,7 +44,7 @@ import torch
 from amage_core.config import GraphConfig, ModelConfig, TrainConfig, replace, to_dict
 from amage_core.evaluate.bias import BiasCorrection
 from amage_core.evaluate.metrics import fold_sort_key
-from amage_core.io import stable_hash
+from amage_core.io import stable_hash, write_tsv
 from amage_core.train.dataset import CohortDataset, check_compatible, input_spec
 from amage_core.train.loop import RUNTIME_FIELDS, fit, map_folds, predict
 from amage_core.train.rundir import (EXTERNAL, RunDir, RunResult, cohort_identity, has_sessions,
@@ -53,6 +61,18 @@ if TYPE_CHECKING:
     ModelFactory = Callable[[ModelConfig, InputSpec], nn.Module]
 
 PROTOCOLS = ("nested", "released-code")
+
+
+@dataclass
+class Branches:
+    """The single-branch runs a fusion variant starts from (see the module docstring)."""
+
+    runs: dict[str, RunResult]                   # "fmri" / "structural" -> run on the same folds
+    blend: dict[str, RunResult] | None = None    # the same with a validation split (late weights)
+
+    def identity(self) -> dict:
+        return {"runs": {k: _run_hash(v) for k, v in sorted(self.runs.items())},
+                "blend": {k: _run_hash(v) for k, v in sorted((self.blend or {}).items())}}
 
 
 @dataclass
@@ -132,15 +152,15 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
                    progress: bool = True, folds: list[str | int] | None = None,
                    assignment: pd.DataFrame | None = None,
                    build: ModelFactory | None = None,
-                   pretrained: dict[str, RunResult] | None = None) -> RunResult:
+                   pretrained: Branches | None = None) -> RunResult:
     """Cross-validate (or cross-cohort test) one model variant; write and return the run.
 
     ``variant`` overrides ``model_cfg.variant``. ``folds`` restricts this call to some folds (other
     processes may run the rest; the run is assembled once all are done). ``assignment`` imposes a
     fold table (``participant_id, fold``). ``build`` makes the model (default
     ``amage_core.models.build_model``; any module with ``modalities`` returning a ``ModelOutput``
-    works). ``pretrained`` (fusion variants): ``"fmri"`` / ``"structural"`` -> the finished runs of
-    the branches on the same folds (see the module docstring). A finished run with the same
+    works). ``pretrained`` (fusion variants): the finished runs of the branches on the same folds
+    (see the module docstring). A finished run with the same
     configuration is reused;
     ``resume`` also keeps finished folds and continues interrupted fits from their checkpoints.
     """
@@ -154,7 +174,7 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
         "train": {k: v for k, v in to_dict(train_cfg).items() if k not in RUNTIME_FIELDS},
         "data": cohort_identity(cohort), "test_data": cohort_identity(test_cohort),
         "folds": stable_hash(fold_table.to_numpy().tolist()),
-        "pretrained": {k: _run_hash(v) for k, v in sorted((pretrained or {}).items())},
+        "pretrained": pretrained.identity() if pretrained else {},
     }
     if run.is_done(stable_hash(identity)):
         return run.load()
@@ -181,6 +201,34 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
 
 def fold_split_seed(cfg: TrainConfig, name: str) -> int:
     return cfg.seed + (int(name) if name.isdigit() else 0)
+
+
+VAL_PREDICTIONS = "val_predictions.tsv"
+
+
+def blend_weights(blend: dict[str, RunResult], fold: str) -> dict:
+    """Late-fusion weights of fold ``fold``, fit out of sample: non-negative least squares (with an
+    intercept) of age on the fMRI and structural blend runs' predictions of their validation
+    participants. Returns ``{"w_fmri", "w_structural", "intercept_years", "n"}``."""
+    from scipy.optimize import nnls
+
+    tables = []
+    for branch in ("fmri", "structural"):
+        path = Path(blend[branch].path) / f"fold-{fold}" / VAL_PREDICTIONS
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: the blend run kept no validation split")
+        tables.append(pd.read_csv(path, sep="\t", dtype={"participant_id": str})
+                      .rename(columns={"predicted_age": branch}))
+    merged = tables[0].merge(tables[1].drop(columns="age"), on="participant_id", validate="one_to_one")
+    if len(merged) != len(tables[0]) or len(merged) < 3:
+        raise ValueError(f"fold {fold}: the blend runs' validation participants differ or are too few")
+    x = merged[["fmri", "structural"]].to_numpy(dtype=float)
+    y = merged["age"].to_numpy(dtype=float)
+    w, _ = nnls(x - x.mean(0), y - y.mean())
+    if not w.any():             # neither branch predicts the validation ages: keep the average
+        w = np.array([0.5, 0.5])
+    return {"w_fmri": float(w[0]), "w_structural": float(w[1]),
+            "intercept_years": float(y.mean() - x.mean(0) @ w), "n": int(len(y))}
 
 
 def _json_float(value: float) -> float | None:
@@ -221,7 +269,7 @@ def _pretrained_branches(pretrained: dict[str, RunResult], split: FoldSplit, par
 def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCohort | None,
               model_cfg: ModelConfig, train_cfg: TrainConfig, graph_cfg: GraphConfig, run: RunDir,
               config_hash: str, resume: bool, caches: dict[int, dict],
-              build: ModelFactory | None, pretrained: dict[str, RunResult] | None,
+              build: ModelFactory | None, pretrained: Branches | None,
               progress: bool) -> None:
     if build is None:
         from amage_core.models import build_model as build
@@ -234,9 +282,13 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
     if cfg.standardize_fc and "fmri" in modalities and hasattr(model, "set_input_statistics"):
         model.set_input_statistics(torch.from_numpy(np.asarray(cohort.connectivity[split.fit_rows],
                                                                dtype=np.float32)))
+    late_fit = None
     if pretrained:
-        model.load_branches(_pretrained_branches(pretrained, split, cohort.participants),
+        model.load_branches(_pretrained_branches(pretrained.runs, split, cohort.participants),
                             cfg.fusion_encoders)
+        if pretrained.blend and getattr(model, "late", None) is not None:
+            late_fit = blend_weights(pretrained.blend, split.name)
+            model.set_late_weights(late_fit, split.scaler)
     if test_cohort is not None:
         check_compatible(cohort, test_cohort, modalities)
 
@@ -251,7 +303,7 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
     select_set = val_set if nested else test_set
     part, test_part = cohort.participants, source.participants
     guard = {"model": to_dict(model_cfg), "graph": to_dict(graph_cfg),
-             "pretrained": {k: _run_hash(v) for k, v in sorted((pretrained or {}).items())},
+             "pretrained": pretrained.identity() if pretrained else {},
              "fit": stable_hash(participant_keys(part, split.fit_rows).tolist()),
              "select": stable_hash(participant_keys(part if nested else test_part,
                                                     split.val_rows if nested else split.test_rows).tolist())}
@@ -261,6 +313,11 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
 
     test_pred = predict(model, test_set, cfg)
     predicted = split.scaler.inverse(test_pred.scaled)
+    if val_set is not None and nested:
+        val_ids = part["participant_id"].astype(str).to_numpy()[split.val_rows]
+        write_tsv(run.fold_dir(split.name) / VAL_PREDICTIONS, pd.DataFrame({
+            "participant_id": val_ids, "age": part["age"].to_numpy(dtype=float)[split.val_rows],
+            "predicted_age": split.scaler.inverse(predict(model, val_set, cfg).scaled)}))
     if nested and cfg.bias_fit == "validation":
         bias_rows, bias_set, bias_source = split.val_rows, select_set, "validation"
     else:
@@ -280,6 +337,6 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
                   "epochs_run": result.epochs_run,
                   "selected_on": "none" if nested else "test",
                   "n_fit": int(len(split.fit_rows)), "n_val": int(len(split.val_rows)),
-                  "n_test": int(len(split.test_rows)), "seed": split.seed}
+                  "n_test": int(len(split.test_rows)), "seed": split.seed, "late_fusion": late_fit}
     run.write_fold(split.name, config_hash, table, roles,
                    {"scaler": split.scaler.to_dict(), "bias": bias.to_dict(), "fit": fit_record})

@@ -21,7 +21,7 @@ from amage_core.config import TrainConfig
 
 
 def lr_range_test(model: torch.nn.Module, train_set, cfg: TrainConfig, lr_min: float = 1e-5,
-                  lr_max: float = 1.0, steps: int = 100, smoothing: float = 0.9,
+                  lr_max: float = 1.0, steps: int = 200, smoothing: float = 0.95,
                   stop_factor: float = 4.0) -> pd.DataFrame:
     """Loss against learning rate for ``model`` trained on ``train_set`` (recipe optimiser: AdamW
     with the recipe's weight-decay groups), the lr growing from ``lr_min`` to ``lr_max`` over
@@ -71,9 +71,11 @@ def lr_range_test(model: torch.nn.Module, train_set, cfg: TrainConfig, lr_min: f
     return pd.DataFrame(rows)
 
 
-def steepest_lr(table: pd.DataFrame) -> float:
-    """The lr where the smoothed loss falls fastest (per log-lr), before its minimum."""
-    upto = table.iloc[: int(table["smoothed"].idxmin()) + 1]
+def steepest_lr(table: pd.DataFrame, skip: float = 0.1) -> float:
+    """The lr where the smoothed loss falls fastest (per log-lr), between the first ``skip`` of the
+    steps (where the moving average has not settled) and the loss minimum."""
+    start = int(skip * len(table))
+    upto = table.iloc[start: max(start, int(table["smoothed"].idxmin())) + 1]
     if len(upto) < 3:
         return float(table["lr"].iloc[0])
     slope = np.gradient(upto["smoothed"].to_numpy(), np.log(upto["lr"].to_numpy()))

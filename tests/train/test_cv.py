@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from amage_core.config import ModelConfig, TrainConfig, load_profile, replace
-from amage_core.train.cv import cross_validate
+from amage_core.train.cv import Branches, cross_validate
 from train_fixtures import make_cohort, tiny_factory
 
 PREDICTION_COLUMNS = ["participant_id", "fold", "age", "predicted_age", "predicted_age_corrected", "gate_0"]
@@ -194,7 +194,7 @@ def test_fusion_starts_from_the_branches_of_the_same_folds(tmp_path, repo):
                                   progress=False)
                 for b, v in (("fmri", "fmri"), ("structural", "smri"))}
     fused = cross_validate(cohort, profile.model, cfg, profile.graph, tmp_path / "fused",
-                           variant="amagenet", progress=False, pretrained=branches)
+                           variant="amagenet", progress=False, pretrained=Branches(branches))
     assert fused.complete
     for fold in ("0", "1"):
         weights = fold_weights(fused.path, fold)
@@ -209,5 +209,43 @@ def test_fusion_starts_from_the_branches_of_the_same_folds(tmp_path, repo):
     other = replace(cfg, seed=7)       # other inner seeds/folds: the branches were fit on others
     with pytest.raises(ValueError, match="other participants|fit fold"):
         cross_validate(cohort, profile.model, replace(other, val_fraction=0.3), profile.graph,
-                       tmp_path / "bad", variant="amagenet", progress=False, pretrained=branches,
+                       tmp_path / "bad", variant="amagenet", progress=False, pretrained=Branches(branches),
                        assignment=pd.read_csv(branches["fmri"].path / "folds.tsv", sep="\t", dtype=str))
+
+
+def test_blend_weights_are_fit_out_of_sample_and_fixed(tmp_path, repo):
+    """The late-fusion weights come from the blend runs' validation predictions (non-negative least
+    squares) and the fused model's late path then computes exactly that combination in years."""
+    from types import SimpleNamespace
+
+    from amage_core.models import InputSpec, build_model
+    from amage_core.models.testing import random_batch, tiny_config
+    from amage_core.train.cv import VAL_PREDICTIONS, blend_weights
+    from amage_core.train.scaler import AgeScaler
+
+    rng = np.random.default_rng(0)
+    age = rng.uniform(20, 80, 40)
+    fmri, smri = age + rng.normal(0, 8, 40), age + rng.normal(0, 2, 40)
+    blend = {}
+    for branch, pred in (("fmri", fmri), ("structural", smri)):
+        fold = tmp_path / branch / "fold-0"
+        fold.mkdir(parents=True)
+        pd.DataFrame({"participant_id": [f"sub-{i}" for i in range(40)], "age": age,
+                      "predicted_age": pred}).to_csv(fold / VAL_PREDICTIONS, sep="\t", index=False)
+        blend[branch] = SimpleNamespace(path=tmp_path / branch)
+    fit = blend_weights(blend, "0")
+    assert fit["n"] == 40 and fit["w_structural"] > 0.8 and fit["w_fmri"] < 0.2      # trusts the better branch
+    x = np.c_[fmri, smri]
+    combined = x @ [fit["w_fmri"], fit["w_structural"]] + fit["intercept_years"]
+    assert np.mean(np.abs(combined - age)) <= np.mean(np.abs(smri - age)) + 0.05
+
+    spec = InputSpec(n_roi=12, node_features=12, t1_shape=(16, 16, 16))
+    model = build_model(tiny_config("amagenet"), spec).eval()
+    scaler = AgeScaler.fit(age, [str(i) for i in range(40)])
+    model.set_late_weights(fit, scaler)
+    assert not model.late.weight.requires_grad and not model.late.bias.requires_grad
+    out = model(random_batch(spec, 4, seed=0))
+    branches_years = scaler.inverse(out.branches.detach().numpy())
+    late_years = scaler.inverse((out.pred - model.head(out.embedding)).detach().numpy())
+    expected = branches_years @ [fit["w_fmri"], fit["w_structural"]] + fit["intercept_years"]
+    np.testing.assert_allclose(late_years, expected, rtol=1e-4, atol=1e-3)
