@@ -204,6 +204,7 @@ def fold_split_seed(cfg: TrainConfig, name: str) -> int:
 
 
 VAL_PREDICTIONS = "val_predictions.tsv"
+MIN_BLEND = 10       # fewer validation participants: the late weights are learnt in sample instead
 
 
 def blend_weights(blend: dict[str, RunResult], fold: str) -> dict:
@@ -220,15 +221,19 @@ def blend_weights(blend: dict[str, RunResult], fold: str) -> dict:
         tables.append(pd.read_csv(path, sep="\t", dtype={"participant_id": str})
                       .rename(columns={"predicted_age": branch}))
     merged = tables[0].merge(tables[1].drop(columns="age"), on="participant_id", validate="one_to_one")
-    if len(merged) != len(tables[0]) or len(merged) < 3:
-        raise ValueError(f"fold {fold}: the blend runs' validation participants differ or are too few")
+    if len(merged) != len(tables[0]) or len(merged) != len(tables[1]):
+        raise ValueError(f"fold {fold}: the blend runs' validation participants differ")
+    if len(merged) < MIN_BLEND:
+        return {"source": f"in sample: only {len(merged)} validation participants (< {MIN_BLEND})",
+                "n": int(len(merged))}
     x = merged[["fmri", "structural"]].to_numpy(dtype=float)
     y = merged["age"].to_numpy(dtype=float)
     w, _ = nnls(x - x.mean(0), y - y.mean())
     if not w.any():             # neither branch predicts the validation ages: keep the average
         w = np.array([0.5, 0.5])
     return {"w_fmri": float(w[0]), "w_structural": float(w[1]),
-            "intercept_years": float(y.mean() - x.mean(0) @ w), "n": int(len(y))}
+            "intercept_years": float(y.mean() - x.mean(0) @ w), "n": int(len(y)),
+            "source": "validation predictions of the blend runs"}
 
 
 def _json_float(value: float) -> float | None:
@@ -288,7 +293,8 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
                             cfg.fusion_encoders)
         if pretrained.blend and getattr(model, "late", None) is not None:
             late_fit = blend_weights(pretrained.blend, split.name)
-            model.set_late_weights(late_fit, split.scaler)
+            if "w_fmri" in late_fit:
+                model.set_late_weights(late_fit, split.scaler)
     if test_cohort is not None:
         check_compatible(cohort, test_cohort, modalities)
 
