@@ -11,7 +11,7 @@ Two cohorts of a profile read the same ABIDE I PCP cache (``../shared/data/abide
 Only typical controls are ever trained on. Folds hold whole sites out (:mod:`amage_core.evaluate.sites`)
 and are imposed on the deep models (``cross_validate``) and the baselines (``run_baseline``) alike, so
 every model is tested on the same participants. Autism participants are predicted by the fold model
-that never saw their site (deep models: its best checkpoint; baselines: the same estimator refit on the
+that never saw their site (deep models: its kept weights; baselines: the same estimator refit on the
 same training rows), with that fold's age scaler and bias correction: controls' and autism participants'
 predictions are made under the same conditions.
 
@@ -163,7 +163,8 @@ def site_held_out(profile: str | Profile, data: AbideData, model: str, n_folds: 
         run = run_baseline(model, data.controls, train_cfg, out, progress=progress, assignment=assignment)
     else:
         run = cross_validate(data.controls, model_cfg, train_cfg, graph_cfg, out, resume=True,
-                             progress=progress, assignment=assignment)
+                             progress=progress, assignment=assignment,
+                             pretrained=_branches(prof, data, model_cfg, train_cfg, n_folds, train, progress))
     if not run.complete:
         raise RuntimeError(f"{out}: the run did not finish every fold")
     if not run.reused or not (out / TIMING_FILE).is_file():
@@ -294,6 +295,25 @@ def group_gap(df: pd.DataFrame, gap: str = "gap_corrected", group: str = "dx",
 # Everything a chapter or the benchmark shows
 # --------------------------------------------------------------------------------------------
 CHAPTER = "11_abide"
+
+
+def _branches(prof: Profile, data: AbideData, model_cfg, train_cfg, n_folds: int | None,
+              train: dict[str, Any] | None, progress: bool):
+    """A fusion variant's pretrained branches on the same site folds, as ``workflow.run`` gives
+    them: the GAT and the table encoder alone (and the same with a validation split for the
+    late-fusion weights); ``None`` for other models or ``fusion_encoders="scratch"``."""
+    from amage_core.models.amagenet import resolve_config
+    from amage_core.train.cv import Branches
+
+    if not wf.is_fusion(model_cfg) or train_cfg.fusion_encoders == "scratch":
+        return None
+    pairs = (("fmri", "fmri"), ("structural", "tabular"))
+    branches = Branches({b: site_held_out(prof, data, v, n_folds, train, progress).run for b, v in pairs})
+    if (train_cfg.blend_fraction > 0 and train_cfg.protocol == "nested"
+            and resolve_config(model_cfg).fusion.late_fusion):
+        blend = {**(train or {}), "val_fraction": train_cfg.blend_fraction}
+        branches.blend = {b: site_held_out(prof, data, v, n_folds, blend, progress).run for b, v in pairs}
+    return branches
 
 
 def settings(profile: str | Profile) -> dict[str, Any]:

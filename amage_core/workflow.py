@@ -67,17 +67,11 @@ def prepared(profile: str | Profile, name: str, progress: bool = True, where: di
     The preparation settings are the profile's ``prep`` section with the cohort's own ``prep``
     overrides (:meth:`CohortConfig.prep_config`); relative ``root``, ``derivatives`` and path options
     (:data:`PATH_OPTIONS`) are taken from the repository root (:func:`resolve_path`)."""
-    from amage_core.data.cohort import subset
+    from amage_core.data.cohort import select
     from amage_core.data.prepare import prepare_cohort
 
     if where:
-        whole = prepared(profile, name, progress)
-        keep = np.ones(whole.n, dtype=bool)
-        for column, value in where.items():
-            if column not in whole.participants:
-                raise ValueError(f"cohort {name!r} has no column {column!r} to select on")
-            keep &= (whole.participants[column] == value).to_numpy()
-        return subset(whole, np.flatnonzero(keep), ",".join(f"{k}={v}" for k, v in sorted(where.items())))
+        return select(prepared(profile, name, progress), where)
     prof = _profile(profile)
     cc = cohort_config(prof, name)
     prep = cc.prep_config(prof.prep)
@@ -152,36 +146,23 @@ def run(
                           resume=True, progress=progress, pretrained=pretrained)
 
 
-# the single-branch variant that pretrains a fusion model's structural encoder
-STRUCTURAL_BRANCH = {"densenet": "smri", "sfcn": "sfcn", "table": "tabular"}
-
-
 def is_fusion(model_cfg) -> bool:
     """Whether a model variant fuses both branches (fMRI and a structural encoder)."""
-    from amage_core.models.amagenet import _variant
+    from amage_core.models.amagenet import is_fusion as fusion
 
-    variant = _variant(model_cfg)
-    return variant.fmri and variant.structural
+    return fusion(model_cfg)
 
 
 def branch_runs(profile: str | Profile, cohort: str, model_cfg, **run_options: Any) -> dict:
-    """The single-branch runs a fusion variant starts from: ``{"fmri": run, "structural": run}``.
+    """The single-branch runs a fusion variant starts from: ``{"fmri": run, "structural": run}``
+    (``models.amagenet.branch_variants``: each encoder with the fusion variant's own settings), on
+    the same cohort, folds, seed, graph and participants (``run_options`` as in :func:`run`); the
+    book's own single-branch runs are these same runs when the settings agree, so they are trained
+    once and reused."""
+    from amage_core.models.amagenet import branch_variants
 
-    Each is the fMRI-only / structural-only variant with the fusion variant's own encoder settings
-    (e.g. the released code's flat GAT for ``released-code``), on the same cohort, folds, seed,
-    graph and participants (``run_options`` as in :func:`run`); the book's own single-branch runs
-    are these same runs when the settings agree, so they are trained once and reused."""
-    from amage_core.models.amagenet import resolve_config
-
-    resolved = resolve_config(model_cfg)
-    structural = STRUCTURAL_BRANCH[resolved.smri_encoder]
-    encoder_section = {"smri": "densenet", "sfcn": "sfcn", "tabular": "table"}[structural]
-    return {
-        "fmri": run(profile, cohort, "fmri", model_overrides={"gat": to_dict(resolved.gat)}, **run_options),
-        "structural": run(profile, cohort, structural,
-                          model_overrides={encoder_section: to_dict(getattr(resolved, encoder_section))},
-                          **run_options),
-    }
+    return {branch: run(profile, cohort, variant, model_overrides=overrides, **run_options)
+            for branch, (variant, overrides) in branch_variants(model_cfg).items()}
 
 
 def seed_runs(profile: str | Profile, cohort: str, model: str, seeds: int | None = None,

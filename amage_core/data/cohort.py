@@ -299,6 +299,19 @@ class RowView:
         return out.astype(dtype) if dtype is not None else out
 
 
+def select(cohort: PreparedCohort, where: dict) -> PreparedCohort:
+    """The participants whose columns equal the given values (compared as text), e.g.
+    ``{"sex": "M", "site": "NYU"}``, as a cohort of their own (:func:`subset`). An unknown column,
+    or a selection that keeps nobody, is a ``ValueError`` naming it."""
+    keep = np.ones(cohort.n, dtype=bool)
+    for column, value in where.items():
+        if column not in cohort.participants:
+            raise ValueError(f"{cohort.root}: no participant column {column!r} to select on "
+                             f"(columns: {sorted(cohort.participants.columns)})")
+        keep &= (cohort.participants[column].astype(str) == str(value)).to_numpy()
+    return subset(cohort, np.flatnonzero(keep), ",".join(f"{k}={v}" for k, v in sorted(where.items())))
+
+
 def subset(cohort: PreparedCohort, rows: np.ndarray, label: str) -> PreparedCohort:
     """The participants ``rows`` of ``cohort`` as a cohort of their own (arrays are row views).
 

@@ -74,6 +74,28 @@ def _variant(cfg: ModelConfig) -> Variant:
     return _VARIANTS[cfg.variant]
 
 
+def is_fusion(cfg: ModelConfig) -> bool:
+    """Whether ``cfg.variant`` fuses both branches (fMRI and a structural encoder)."""
+    variant = _variant(cfg)
+    return variant.fmri and variant.structural
+
+
+# the single-branch variant that pretrains a fusion model's structural encoder, and its config section
+_STRUCTURAL_BRANCH = {"densenet": ("smri", "densenet"), "sfcn": ("sfcn", "sfcn"), "table": ("tabular", "table")}
+
+
+def branch_variants(cfg: ModelConfig) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The single-branch models a fusion variant starts from: ``{"fmri": (variant, overrides),
+    "structural": (variant, overrides)}``, the overrides carrying the fusion variant's own encoder
+    settings (e.g. the released code's flat GAT), so each branch is the same encoder trained alone."""
+    from amage_core.config import to_dict
+
+    resolved = resolve_config(cfg)
+    structural, section = _STRUCTURAL_BRANCH[resolved.smri_encoder]
+    return {"fmri": ("fmri", {"gat": to_dict(resolved.gat)}),
+            "structural": (structural, {section: to_dict(getattr(resolved, section))})}
+
+
 def resolve_config(cfg: ModelConfig) -> ModelConfig:
     """The configuration a variant actually runs with (the profile + the variant's overrides)."""
     return replace(cfg, **_variant(cfg).overrides)

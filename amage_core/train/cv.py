@@ -199,6 +199,33 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
     return run.finish(names, config_hash)
 
 
+def fusion_branches(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                    graph_cfg: GraphConfig, root: Path | str, test_cohort: PreparedCohort | None = None,
+                    progress: bool = True) -> Branches | None:
+    """Train (or reuse) under ``root`` the branch runs a fusion variant starts from: ``fmri`` and
+    ``structural`` on the whole training folds, and ``*-blend`` with the validation split that fits
+    the late-fusion weights (see the module docstring). ``None`` for a single-branch variant or
+    ``fusion_encoders="scratch"``. (The book's workflow names its runs itself and reuses the
+    single-branch runs it shows; this is for ``amage train`` on a prepared cohort folder.)"""
+    from amage_core.models.amagenet import branch_variants, is_fusion, resolve_config
+
+    if not is_fusion(model_cfg) or train_cfg.fusion_encoders == "scratch":
+        return None
+    root = Path(root)
+
+    def runs(cfg: TrainConfig, suffix: str) -> dict[str, RunResult]:
+        return {branch: cross_validate(cohort, replace(model_cfg, variant=variant, **overrides), cfg,
+                                       graph_cfg, root / f"{branch}{suffix}", test_cohort=test_cohort,
+                                       resume=True, progress=progress)
+                for branch, (variant, overrides) in branch_variants(model_cfg).items()}
+
+    branches = Branches(runs(train_cfg, ""))
+    if (train_cfg.blend_fraction > 0 and train_cfg.protocol == "nested"
+            and resolve_config(model_cfg).fusion.late_fusion):
+        branches.blend = runs(replace(train_cfg, val_fraction=train_cfg.blend_fraction), "-blend")
+    return branches
+
+
 def fold_split_seed(cfg: TrainConfig, name: str) -> int:
     return cfg.seed + (int(name) if name.isdigit() else 0)
 

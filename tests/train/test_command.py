@@ -1,38 +1,59 @@
-"""`amage train`: baselines and model variants from the command line."""
+"""``amage train``: participant selection (--where), refusal of --out inside the cohort, fusion
+variants trained from their branches as the book trains them, uncorrected accuracy printed."""
 from __future__ import annotations
 
-import json
+import contextlib
+import io
 
+import pandas as pd
 import pytest
 
 from amage_core.cli import main
+from amage_core.train.command import parse_where
 from train_fixtures import make_cohort
 
 
-@pytest.fixture
-def args(tmp_path, repo):
-    make_cohort(tmp_path / "cohort")
-    return ["train", "--data", str(tmp_path / "cohort"), "--profile",
-            str(repo / "tests" / "profiles" / "tiny.yml"), "--quiet"]
+def run_cli(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
 
 
-def test_baseline_from_the_command_line(args, tmp_path, capsys):
-    assert main(args + ["--model", "ridge-table", "--out", str(tmp_path / "run"), "--folds", "3"]) == 0
-    assert "MAE" in capsys.readouterr().out
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["folds"] == ["0", "1", "2"]
+def test_parse_where():
+    assert parse_where(["sex=M", " site = NYU "]) == {"sex": "M", "site": "NYU"}
+    for bad in (["sex"], ["=M"], ["sex="], ["sex=M", "sex=F"]):
+        with pytest.raises(ValueError, match="--where"):
+            parse_where(bad)
+
+
+def test_where_selects_participants_and_out_inside_the_cohort_is_refused(tmp_path):
+    cohort = make_cohort(tmp_path / "cohort", n=40)
+    code, out, _ = run_cli(["train", "--data", str(cohort.root), "--model", "ridge-fc", "--out",
+                            str(tmp_path / "run"), "--where", "sex=M", "--folds", "2", "--quiet"])
+    assert code == 0 and "MAE" in out and "corrected" not in out
+    pred = pd.read_csv(tmp_path / "run" / "predictions.tsv", sep="\t")
+    sex = cohort.participants.set_index("participant_id")["sex"]
+    assert len(pred) == (sex == "M").sum() and set(sex[pred["participant_id"]]) == {"M"}
+
+    code, _, err = run_cli(["train", "--data", str(cohort.root), "--model", "ridge-fc", "--out",
+                            str(cohort.root / "runs" / "x"), "--quiet"])
+    assert code == 2 and "inside the prepared cohort" in err and not (cohort.root / "runs").exists()
+    code, _, err = run_cli(["train", "--data", str(cohort.root), "--model", "ridge-fc", "--out",
+                            str(tmp_path / "r2"), "--where", "handedness=L", "--quiet"])
+    assert code == 2 and "handedness" in err
 
 
 @pytest.mark.filterwarnings("ignore:bias correction slope")
-def test_one_fold_of_a_variant(args, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(args + ["--model", "fmri", "--out", str(out), "--fold", "1", "--epochs", "1"]) == 0
-    assert "remaining folds" in capsys.readouterr().out
-    assert (out / "fold-1" / "done.json").is_file() and not (out / "fold-0").exists()
-    config = json.loads((out / "config.json").read_text())
-    assert config["variant"] == "fmri" and config["train"]["epochs"] == 1
-
-
-def test_unknown_model_is_one_clear_error(args, tmp_path, capsys):
-    assert main(args + ["--model", "nope", "--out", str(tmp_path / "run")]) == 2
-    assert "unknown --model" in capsys.readouterr().err
+def test_a_fusion_variant_trains_from_its_branches(tmp_path, repo):
+    cohort = make_cohort(tmp_path / "cohort", n=30)
+    profile = repo / "tests" / "profiles" / "tiny.yml"
+    code, out, err = run_cli(["train", "--data", str(cohort.root), "--model", "amagenet", "--profile",
+                              str(profile), "--out", str(tmp_path / "fused"), "--epochs", "1", "--quiet"])
+    assert code == 0, err
+    branches = tmp_path / "fused-branches"
+    assert {p.name for p in branches.iterdir()} == {"fmri", "structural", "fmri-blend", "structural-blend"}
+    assert (branches / "fmri-blend" / "fold-0" / "val_predictions.tsv").is_file()
