@@ -130,8 +130,16 @@ def gate_by_age(predictions: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def region_markers(regions: pd.DataFrame, values: np.ndarray, label: str, top: int | None = None):
-    """Atlas regions as markers on a glass brain, coloured and sized by ``values`` (R,).
+def _label_colorbar(fig: plt.Figure, units: str | None) -> None:
+    """Name the units on the colour bar nilearn adds as the figure's last axes."""
+    if units:
+        fig.axes[-1].set_ylabel(units, fontsize=8)
+
+
+def region_markers(regions: pd.DataFrame, values: np.ndarray, label: str, top: int | None = None,
+                   units: str | None = None):
+    """Atlas regions as markers on a glass brain, coloured and sized by ``values`` (R,), the colour
+    bar labelled with ``units``.
 
     ``top`` keeps only the most important regions. Regions without coordinates are skipped."""
     from nilearn import plotting
@@ -144,11 +152,14 @@ def region_markers(regions: pd.DataFrame, values: np.ndarray, label: str, top: i
     display = plotting.plot_markers(vals, coords, node_size=20 + 80 * (vals - vals.min()) / (np.ptp(vals) or 1),
                                     node_cmap="viridis", figure=fig, title=label, colorbar=True)
     display.title(label, size=9)
+    _label_colorbar(fig, units)
     return fig
 
 
-def t1_map(volume: np.ndarray, affine: np.ndarray, label: str, threshold_quantile: float = 0.9):
-    """A voxel map on the profile's T1 grid, shown over the MNI152 template (top decile coloured)."""
+def t1_map(volume: np.ndarray, affine: np.ndarray, label: str, threshold_quantile: float = 0.9,
+           units: str | None = None):
+    """A voxel map on the profile's T1 grid, shown over the MNI152 template (top decile coloured),
+    the colour bar labelled with ``units``."""
     import nibabel as nib
     from nilearn import plotting
     from nilearn.datasets import load_mni152_template
@@ -158,6 +169,7 @@ def t1_map(volume: np.ndarray, affine: np.ndarray, label: str, threshold_quantil
     plotting.plot_stat_map(img, bg_img=load_mni152_template(resolution=2), figure=fig, title=label,
                            threshold=float(np.quantile(volume[volume > 0], threshold_quantile)),
                            display_mode="ortho", cmap="hot", colorbar=True, draw_cross=False)
+    _label_colorbar(fig, units)
     return fig
 
 
