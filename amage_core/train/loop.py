@@ -376,7 +376,9 @@ def _to_device(batch, device: torch.device, channels_last: bool):
 
 
 def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
+    """bf16 autocast on GPUs that compute in bf16 natively (compute capability 8.0+, Ampere and
+    later); fp32 elsewhere (a T4 would only emulate bf16, slower than fp32)."""
+    if amp and device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

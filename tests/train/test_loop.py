@@ -153,3 +153,15 @@ def test_checkpoint_is_weights_only_and_guards_its_configuration(cohort, graph_c
     assert isinstance(ckpt["rng"]["torch"], torch.Tensor)
     with pytest.raises(ValueError, match="different configuration"):
         _fit(cohort, graph_cfg, replace(fast_cfg, epochs=1, lr=0.5), tmp_path, resume=True)
+
+
+def test_bf16_autocast_only_on_gpus_that_compute_it_natively(monkeypatch):
+    import contextlib
+
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))     # T4
+    assert isinstance(loop._autocast(cuda, True), contextlib.nullcontext)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))     # H100/H200
+    assert isinstance(loop._autocast(cuda, True), torch.autocast)
+    assert isinstance(loop._autocast(cuda, False), contextlib.nullcontext)
+    assert isinstance(loop._autocast(torch.device("cpu"), True), contextlib.nullcontext)
