@@ -171,6 +171,8 @@ def test_prepare_registers_raw_t1s_and_records_a_failure(raw, tmp_path, fast):
     assert qc.loc["sub-02", "reason"].startswith("registration failed")
     identity = cohort.manifest["prep_key"]["t1_registration"]      # the method is part of the cohort's identity
     assert identity["library"].startswith("SimpleITK") and identity["resolution"] == FAST.resolution
-    fmriprep_only = prepare_cohort("bids", root, tmp_path / "out2", fx.cfg(modalities=["smri"], t1_source="fmriprep"),
-                                   progress=False)
-    assert "t1_registration" not in fmriprep_only.manifest["prep_key"]   # unchanged identity when unused
+    # without registration these raw-only participants have no MNI T1: a cohort of nobody is an error
+    # that names the reason (issue 19), so no cohort (and no registration identity) is written
+    with pytest.raises(ValueError, match="no participant included.*T1 in MNI space"):
+        prepare_cohort("bids", root, tmp_path / "out2", fx.cfg(modalities=["smri"], t1_source="fmriprep"),
+                       progress=False)
