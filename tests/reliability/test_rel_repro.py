@@ -13,14 +13,17 @@ from amage_core.baselines import run_baseline
 from amage_core.config import load_profile, replace
 from amage_core.data.cohort import load_cohort
 from amage_core.io import read_json
-from amage_core.train.cv import cross_validate
+from amage_core.train.cv import cross_validate, fusion_branches
 from rel_helpers import REPO
 
 
 def _cv(prepared_ref, profile_path, out, **train):
+    """What `amage train --model amagenet` does: the branches first, then the fusion from them."""
     prof = load_profile(profile_path)
-    return cross_validate(load_cohort(prepared_ref), prof.model, replace(prof.train, **train), prof.graph, out,
-                          variant="amagenet", progress=False)
+    cohort, cfg = load_cohort(prepared_ref), replace(prof.train, **train)
+    model = replace(prof.model, variant="amagenet")
+    branches = fusion_branches(cohort, model, cfg, prof.graph, out.parent / f"{out.name}-branches", progress=False)
+    return cross_validate(cohort, model, cfg, prof.graph, out, progress=False, pretrained=branches)
 
 
 def test_the_same_seed_gives_bitwise_identical_predictions(tmp_path, prepared_ref, profile_path, train_ref):
