@@ -56,7 +56,7 @@ from scipy.special import log_ndtr
 from amage_core.data.atlas import Atlas
 from amage_core.synth import function
 from amage_core.synth.latent import rng_for, sample_ages
-from amage_core.synth.oracle import posterior_median
+from amage_core.synth.oracle import posterior, posterior_median
 from amage_core.synth.presets import Preset
 
 STREAM_FLOOR = 6
@@ -214,13 +214,7 @@ def floor_predictions(params: dict[str, np.ndarray], preset: Preset, sds: dict[s
 def _truncnorm_mean(m: np.ndarray, v: float, preset: Preset) -> np.ndarray:
     from scipy.stats import truncnorm
 
-    if preset.age_distribution == "uniform":
-        mean, var = m, np.full_like(m, v)
-    else:
-        prec = 1.0 / v + 1.0 / preset.age_sd ** 2
-        mean, var = (m / v + preset.age_mean / preset.age_sd ** 2) / prec, np.full_like(m, 1.0 / prec)
-    sd = np.sqrt(var)
-    return truncnorm.mean((preset.age_min - mean) / sd, (preset.age_max - mean) / sd, loc=mean, scale=sd)
+    return truncnorm.mean(*posterior(m, v, preset))
 
 
 def _errors(age: np.ndarray, pred: dict[str, np.ndarray]) -> dict[str, float]:

@@ -74,6 +74,12 @@ def posterior_median(m: np.ndarray, v: float, preset: Preset) -> np.ndarray:
     """
     from scipy.stats import truncnorm
 
+    return truncnorm.ppf(0.5, *posterior(m, v, preset))
+
+
+def posterior(m: np.ndarray, v: float, preset: Preset) -> tuple[np.ndarray, ...]:
+    """The truncated-normal posterior of age given GLS statistics ``m`` (n,) of variance ``v``, as
+    scipy's ``truncnorm`` arguments: (a, b, loc, scale), each (n,)."""
     m = np.asarray(m, dtype=float)
     if preset.age_distribution == "uniform":
         mean, var = m, np.full_like(m, v)
@@ -81,8 +87,7 @@ def posterior_median(m: np.ndarray, v: float, preset: Preset) -> np.ndarray:
         prec = 1.0 / v + 1.0 / preset.age_sd ** 2
         mean, var = (m / v + preset.age_mean / preset.age_sd ** 2) / prec, np.full_like(m, 1.0 / prec)
     sd = np.sqrt(var)
-    a, b = (preset.age_min - mean) / sd, (preset.age_max - mean) / sd
-    return truncnorm.ppf(0.5, a, b, loc=mean, scale=sd)
+    return (preset.age_min - mean) / sd, (preset.age_max - mean) / sd, mean, sd
 
 
 def oracle_predictions(latent: dict[str, np.ndarray], sds: dict[str, float], preset: Preset) -> dict[str, np.ndarray]:
