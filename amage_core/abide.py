@@ -302,15 +302,13 @@ def _branches(prof: Profile, data: AbideData, model_cfg, train_cfg, n_folds: int
     """A fusion variant's pretrained branches on the same site folds, as ``workflow.run`` gives
     them: the GAT and the table encoder alone (and the same with a validation split for the
     late-fusion weights); ``None`` for other models or ``fusion_encoders="scratch"``."""
-    from amage_core.models.amagenet import resolve_config
-    from amage_core.train.cv import Branches
+    from amage_core.train.cv import Branches, needs_blend
 
     if not wf.is_fusion(model_cfg) or train_cfg.fusion_encoders == "scratch":
         return None
     pairs = (("fmri", "fmri"), ("structural", "tabular"))
     branches = Branches({b: site_held_out(prof, data, v, n_folds, train, progress).run for b, v in pairs})
-    if (train_cfg.blend_fraction > 0 and train_cfg.protocol == "nested"
-            and resolve_config(model_cfg).fusion.late_fusion):
+    if needs_blend(model_cfg, train_cfg):
         blend = {**(train or {}), "val_fraction": train_cfg.blend_fraction}
         branches.blend = {b: site_held_out(prof, data, v, n_folds, blend, progress).run for b, v in pairs}
     return branches

@@ -121,14 +121,12 @@ def run(
     model_cfg = None if model in BASELINES else replace(prof.model, variant=model, **(model_overrides or {}))
     pretrained = None
     if model_cfg is not None and is_fusion(model_cfg) and train_cfg.fusion_encoders != "scratch":
-        from amage_core.models.amagenet import resolve_config
-        from amage_core.train.cv import Branches
+        from amage_core.train.cv import Branches, needs_blend
 
         options = dict(test_cohort=test_cohort, graph=to_dict(graph_cfg), where=where,
                        test_where=test_where, progress=progress)
         pretrained = Branches(branch_runs(prof, cohort, model_cfg, train=train, **options))
-        if (train_cfg.blend_fraction > 0 and train_cfg.protocol == "nested"
-                and resolve_config(model_cfg).fusion.late_fusion):
+        if needs_blend(model_cfg, train_cfg):
             blend = {**(train or {}), "val_fraction": train_cfg.blend_fraction}
             pretrained.blend = branch_runs(prof, cohort, model_cfg, train=blend, **options)
     data = prepared(prof, cohort, progress, where)

@@ -199,6 +199,15 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
     return run.finish(names, config_hash)
 
 
+def needs_blend(model_cfg: ModelConfig, train_cfg: TrainConfig) -> bool:
+    """Whether a fusion variant's late-fusion weights are fit on blend runs (see the module docstring):
+    a late-fusion path, a blend fraction, and the nested protocol (the released one has no validation)."""
+    from amage_core.models.amagenet import resolve_config
+
+    return (train_cfg.blend_fraction > 0 and train_cfg.protocol == "nested"
+            and resolve_config(model_cfg).fusion.late_fusion)
+
+
 def fusion_branches(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: TrainConfig,
                     graph_cfg: GraphConfig, root: Path | str, test_cohort: PreparedCohort | None = None,
                     progress: bool = True) -> Branches | None:
@@ -207,7 +216,7 @@ def fusion_branches(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: T
     the late-fusion weights (see the module docstring). ``None`` for a single-branch variant or
     ``fusion_encoders="scratch"``. (The book's workflow names its runs itself and reuses the
     single-branch runs it shows; this is for ``amage train`` on a prepared cohort folder.)"""
-    from amage_core.models.amagenet import branch_variants, is_fusion, resolve_config
+    from amage_core.models.amagenet import branch_variants, is_fusion
 
     if not is_fusion(model_cfg) or train_cfg.fusion_encoders == "scratch":
         return None
@@ -220,8 +229,7 @@ def fusion_branches(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: T
                 for branch, (variant, overrides) in branch_variants(model_cfg).items()}
 
     branches = Branches(runs(train_cfg, ""))
-    if (train_cfg.blend_fraction > 0 and train_cfg.protocol == "nested"
-            and resolve_config(model_cfg).fusion.late_fusion):
+    if needs_blend(model_cfg, train_cfg):
         branches.blend = runs(replace(train_cfg, val_fraction=train_cfg.blend_fraction), "-blend")
     return branches
 
