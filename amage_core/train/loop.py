@@ -258,21 +258,26 @@ def recalibrate_batchnorm(model: nn.Module, loader, device: torch.device) -> Non
     model.train(was_training)
 
 
+def _snapshot(model: nn.Module) -> dict:
+    """A copy of the model's state dict (weights and buffers) that later steps do not change."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _evaluated_weights(model: nn.Module, ema, bn_loader, device: torch.device) -> dict:
     """The weights the recipe evaluates: the EMA (or the live weights), BatchNorm recalibrated.
     The live model's own weights are left as they are (training goes on from them)."""
-    live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    live = _snapshot(model)
     if ema is not None:
         model.load_state_dict(ema.module.state_dict())
     if bn_loader is not None:
         recalibrate_batchnorm(model, bn_loader, device)
-    evaluated = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    evaluated = _snapshot(model)
     model.load_state_dict(live)
     return evaluated
 
 
 def _loss_with(model: nn.Module, weights: dict, dataset, cfg: TrainConfig, device: torch.device) -> float:
-    live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    live = _snapshot(model)
     model.load_state_dict(weights)
     try:
         return evaluate_loss(model, dataset, cfg, device)
