@@ -23,6 +23,8 @@ from amage_core.config import DenseNetConfig
 from amage_core.models.spec import Encoding
 from amage_core.models.tokens import GridTokens, trunk_output
 
+MIN_PAPER_STEM_GRID = 8
+
 
 def densenet_trunk(cfg: DenseNetConfig) -> nn.Sequential:
     """MONAI 3D DenseNet ``features``: (B, 1, D, H, W) -> (B, C, d, h, w).
@@ -44,6 +46,11 @@ class DenseNetEncoder(nn.Module):
 
     def __init__(self, cfg: DenseNetConfig, t1_shape: tuple[int, int, int]) -> None:
         super().__init__()
+        if cfg.stem == "paper" and min(t1_shape) < MIN_PAPER_STEM_GRID:
+            # the 7^3 stride-2 stem on a grid under 8 voxels hits a oneDNN bug (PyTorch 2.13, CPU):
+            # its weight gradient reads uninitialised memory (NaN or a small random error)
+            raise ValueError(f"T1 grid {tuple(t1_shape)} is too small for the DenseNet's 7^3 stem: "
+                             f"at least {MIN_PAPER_STEM_GRID} voxels per axis, or densenet.stem: small")
         self.cfg = cfg
         self.features = densenet_trunk(cfg)
         self.act = nn.ReLU()

@@ -114,6 +114,14 @@ def test_densenet_on_an_uneven_grid():
         DenseNetEncoder(DenseNetConfig(block_config=(2, 2, 2, 2, 2)), (16, 16, 16))
 
 
+def test_densenet_refuses_a_grid_its_stem_cannot_read():
+    """Under 8 voxels per axis, the 7^3 stem's weight gradient reads uninitialised memory in oneDNN
+    (NaN in 7 of 40 fits on a 6^3 grid): refused, naming the way out; the small stem reads it."""
+    with pytest.raises(ValueError, match="too small for the DenseNet's 7\\^3 stem.*stem: small"):
+        DenseNetEncoder(DenseNetConfig(block_config=(1,)), (6, 6, 6))
+    DenseNetEncoder(DenseNetConfig(block_config=(1,), stem="small"), (6, 6, 6))
+
+
 def test_checkpointing_gives_the_same_values_and_gradients():
     torch.manual_seed(0)
     plain = DenseNetEncoder(tiny_config().densenet, T1_SHAPE)

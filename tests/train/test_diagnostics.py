@@ -21,12 +21,13 @@ def test_lr_range_test_sweeps_up_and_stops_when_the_loss_explodes(cohort, graph_
     torch.manual_seed(0)
     cfg = TrainConfig(batch_size=8, seed=0, device="cpu")
     table = diagnostics.lr_range_test(TinyModel(input_spec(cohort), modalities=("table",)), data, cfg,
-                                      lr_min=1e-4, lr_max=100.0, steps=80)
+                                      lr_min=1e-4, lr_max=100.0, steps=160)
     assert list(table.columns) == ["step", "lr", "loss", "smoothed"]
     assert np.all(np.diff(table["lr"]) > 0) and table["lr"].iloc[0] == pytest.approx(1e-4)
-    # a linear model on an easy signal: the loss falls first, and lr 100 makes it diverge
-    assert table["smoothed"].min() < 0.5 * table["smoothed"].iloc[0]
-    assert len(table) < 80
+    # a linear model on an easy signal: the loss falls well below its level at lrs too small to
+    # learn (the first 10 batches; one batch of 8 alone is too noisy), and lr 100 makes it diverge
+    assert table["smoothed"].min() < 0.5 * table["loss"].iloc[:10].mean()
+    assert len(table) < 160
     steep = diagnostics.steepest_lr(table)
     assert 1e-4 <= steep <= float(table.loc[table["smoothed"].idxmin(), "lr"])
 

@@ -12,7 +12,10 @@ from amage_core.config import ModelConfig
 from amage_core.data.cohort import PreparedCohort, write_cohort
 from amage_core.models.spec import ModelOutput
 
-N_ROI, T1_SHAPE, N_TAB = 8, (6, 6, 6), 5
+# T1 of 8^3: on a 6^3 or 7^3 grid the DenseNet stem (7^3 conv, stride 2) hits a oneDNN bug in
+# PyTorch 2.13 on CPU: its weight gradient reads uninitialised memory (NaN under deterministic
+# algorithms, which fill such memory with NaN; otherwise a small random error)
+N_ROI, T1_SHAPE, N_TAB = 8, (8, 8, 8), 5
 
 
 def make_cohort(root: Path, n: int = 36, seed: int = 0, name: str = "camcan-like",
@@ -37,7 +40,9 @@ def make_cohort(root: Path, n: int = 36, seed: int = 0, name: str = "camcan-like
     fc = (fc + fc.transpose(0, 2, 1)) / 2
     fc[:, np.arange(N_ROI), np.arange(N_ROI)] = 0.0
     blob = patterns.normal(size=T1_SHAPE)
-    t1 = z[:, None, None, None] * blob + noise * rng.normal(size=(n,) + T1_SHAPE)
+    # the T1 noise has its own generator, so the grid's size leaves the other arrays' draws alone
+    t1_noise = np.random.default_rng([seed, 1]).normal(size=(n,) + T1_SHAPE)
+    t1 = z[:, None, None, None] * blob + noise * t1_noise
     direction = patterns.normal(size=N_TAB)
     tables = z[:, None] * direction + noise * rng.normal(size=(n, N_TAB))
     participants = pd.DataFrame({
