@@ -31,7 +31,7 @@ import pandas as pd
 
 from amage_core import io
 from amage_core import workflow as wf
-from amage_core.config import Profile, load_profile, replace, to_dict
+from amage_core.config import Profile, as_profile, replace, to_dict
 from amage_core.data.cohort import PreparedCohort, subset
 from amage_core.evaluate.sites import folds_for_sites, site_folds
 from amage_core.stats.sex import cohens_d
@@ -49,10 +49,6 @@ MODEL_OVERRIDES: dict[str, dict[str, Any]] = {"amagenet": {"smri_encoder": "tabl
 AUTISM_FILE, TIMING_FILE = "autism_predictions.tsv", "abide.json"
 # TrainConfig fields a baseline's result depends on (amage_core.baselines.run_baseline)
 BASELINE_TRAIN_FIELDS = ("folds", "seed", "age_bins", "bias_method", "protocol")
-
-
-def _profile(profile: str | Profile) -> Profile:
-    return profile if isinstance(profile, Profile) else load_profile(profile)
 
 
 @dataclass
@@ -83,7 +79,7 @@ class AbideRun:
 def availability(profile: str | Profile, name: str = FMRI_COHORT) -> Availability:
     """Whether cohort ``name`` of the profile can run: its root folder holds the ABIDE cache (or the
     folder exists, so nilearn may download into it)."""
-    prof = _profile(profile)
+    prof = as_profile(profile)
     if name not in prof.cohorts or prof.cohorts[name].source != "abide":
         return Availability(False, f"skipped: profile {prof.name!r} has no ABIDE cohort {name!r}")
     root = wf.resolve_path(prof.cohorts[name].root).resolve()
@@ -144,7 +140,7 @@ def site_held_out(profile: str | Profile, data: AbideData, model: str, n_folds: 
     from amage_core.baselines import BASELINES, run_baseline
     from amage_core.train.cv import cross_validate
 
-    prof = _profile(profile)
+    prof = as_profile(profile)
     train_cfg = replace(prof.train, **(train or {}))
     graph_cfg = prof.graph
     model_cfg = (None if model in BASELINES
@@ -321,7 +317,7 @@ def settings(profile: str | Profile) -> dict[str, Any]:
     and the benchmark share their runs. Defaults: the profile's ``train.folds`` and epochs, and every
     model of :data:`MODELS` on both cohorts. Returns ``{"n_folds", "train", "models"}`` where
     ``models`` maps each cohort to the models run on it."""
-    params = _profile(profile).book.chapter_parameters.get(CHAPTER, {})
+    params = as_profile(profile).book.chapter_parameters.get(CHAPTER, {})
     epochs = params.get("deep_epochs")
     models = {name: list(labels) for name, labels in MODELS.items()}
     for cohort, key in ((MULTIMODAL_COHORT, "multimodal_models"), (FMRI_COHORT, "fmri_only_models")):
@@ -404,7 +400,7 @@ def abide_benchmark(profile: str | Profile, out: Path | str, progress: bool = Fa
     (JSON): per cohort and model the controls' MAE and r (uncorrected and bias-corrected), the
     autism - control gap (Cohen's d and its 95% CI) and the wall time of the cross-validation.
     Without the data it writes and returns ``{"available": false, "reason": ...}``."""
-    prof = _profile(profile)
+    prof = as_profile(profile)
     status = availability(prof)
     result: dict[str, Any] = {"benchmark": "abide-site-held-out", "profile": prof.name,
                               "available": status.ok, "reason": status.message}

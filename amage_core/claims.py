@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from amage_core import workflow as wf
-from amage_core.config import Profile
+from amage_core.config import Profile, as_profile
 
 COHORT = "camcan"
 MODEL_LABELS = {"amagenet": "AMAge-Net", "fmri": "GAT (fMRI)", "smri": "DenseNet (T1)", "ridge-fc": "ridge (FC)",
@@ -128,7 +128,7 @@ def paper_claims(profile: str | Profile) -> pd.DataFrame:
     The ablation variants and the Integrated Gradients steps are those the profile gives chapters 8
     and 9 (``book.chapter_parameters``), so the verdicts rest on the runs those chapters show; a
     variant the profile leaves out makes its comparison inconclusive."""
-    prof = wf._profile(profile)
+    prof = as_profile(profile)
     params = prof.book.chapter_parameters
     variants = params.get("08_ablations", {}).get("variants")
     ig_steps = int(params.get("09_interpretability", {}).get("ig_steps", 16))

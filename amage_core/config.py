@@ -471,3 +471,8 @@ def load_profile(name_or_path: str | Path, overrides: dict | None = None) -> Pro
         return from_dict(Profile, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def as_profile(profile: str | Path | Profile) -> Profile:
+    """A :class:`Profile` as it is, or one read by :func:`load_profile` from its name or path."""
+    return profile if isinstance(profile, Profile) else load_profile(profile)

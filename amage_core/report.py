@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from amage_core.config import Profile, load_profile, to_dict
+from amage_core.config import Profile, as_profile, to_dict
 
 # The authors' reported results (abstract of the paper), quoted for comparison only.
 PAPER_CLAIMS = {
@@ -12,10 +12,7 @@ PAPER_CLAIMS = {
     "oasis3": {"mae": 4.29, "rmse": 5.59, "r2": 0.58, "r": 0.77},
 }
 
-
-def load(profile: str | Profile) -> Profile:
-    """A profile by name/path, or the object itself."""
-    return profile if isinstance(profile, Profile) else load_profile(profile)
+load = as_profile   # the name chapters call: ``report.load(profile)``
 
 
 def profile_summary(profile: Profile) -> pd.DataFrame:

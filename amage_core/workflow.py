@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from amage_core import io
-from amage_core.config import CohortConfig, Profile, load_profile, replace, to_dict
+from amage_core.config import CohortConfig, Profile, as_profile as _profile, replace, to_dict
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -28,10 +28,6 @@ def resolve_path(path: str | Path) -> Path:
     root (so ``../shared/data/abide`` means the same folder whatever the current folder is)."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else REPO_ROOT / p
-
-
-def _profile(profile: str | Profile) -> Profile:
-    return profile if isinstance(profile, Profile) else load_profile(profile)
 
 
 def workdir(profile: str | Profile) -> Path:

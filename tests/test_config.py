@@ -1,7 +1,7 @@
 import pytest
 
 from amage_core.config import (
-    ConfigError, DenseNetConfig, ModelConfig, Profile, from_dict, load_profile, replace, to_dict,
+    ConfigError, DenseNetConfig, ModelConfig, Profile, as_profile, from_dict, load_profile, replace, to_dict,
 )
 
 
@@ -42,6 +42,14 @@ def test_wrong_types_are_errors(tmp_path, section, value):
 def test_unknown_profile_lists_known_ones():
     with pytest.raises(ConfigError, match="demo"):
         load_profile("no-such-profile")
+
+
+def test_as_profile_takes_a_profile_or_its_name():
+    prof = load_profile("demo")
+    assert as_profile(prof) is prof
+    assert as_profile("demo") == prof
+    with pytest.raises(ConfigError, match="demo"):
+        as_profile("no-such-profile")
 
 
 def test_replace_merges_nested_sections():
