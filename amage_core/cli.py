@@ -1,6 +1,7 @@
 """`amage` command line: thin wrappers that parse arguments and call the library.
 
-Each subcommand lives in the module that owns the work; that module provides
+Each subcommand lives in a ``command.py`` of the package that owns the work (``synth``, ``data``,
+``train``, ``bench``; ``amage book`` in :mod:`amage_core.book`); that module provides
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their
 subcommand runs, so ``amage --help`` is fast.
 """
@@ -13,8 +14,8 @@ import sys
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "book": ("amage_core.book", "run the chapters with papermill, then build the book"),
-    "synth": ("amage_core.synth.cli", "generate a synthetic lifespan cohort (BIDS + fMRIPrep/XCP-D) with ground truth"),
-    "prep": ("amage_core.data.prep_cli", "prepare a cohort (camcan, oasis3, bids, abide) for training"),
+    "synth": ("amage_core.synth.command", "generate a synthetic lifespan cohort (BIDS + fMRIPrep/XCP-D) with ground truth"),
+    "prep": ("amage_core.data.command", "prepare a cohort (camcan, oasis3, bids, abide) for training"),
     "train": ("amage_core.train.command", "cross-validate a model variant or a baseline on a prepared cohort"),
     "bench": ("amage_core.bench.command", "benchmark accuracy (vs oracle and baselines), speed and memory"),
 }
