@@ -6,8 +6,9 @@ uses. ``VARIANTS`` lists them with one line each.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -163,6 +164,7 @@ class BrainAgeModel(nn.Module):
         self.head = RegressionHead(head_in, cfg.head_hidden, zero=self.late is not None)
         self.frozen: tuple[str, ...] = ()              # submodules kept in eval mode, not trained
         self.finetuned_encoders: tuple[str, ...] = ()  # submodules trained at a lower lr
+        self._encoded: EncodingCache | None = None     # set by cached_encodings (not saved)
 
     # -- pretrained branches ------------------------------------------------------------------
     @property
@@ -211,6 +213,27 @@ class BrainAgeModel(nn.Module):
         self.late.weight.requires_grad_(False)
         self.late.bias.requires_grad_(False)
 
+    @property
+    def encoders_frozen(self) -> bool:
+        """Whether this is a fusion model whose every encoder is frozen (``load_branches`` with
+        ``mode="frozen"``): its encodings of a participant are then fixed, and can be computed once."""
+        return self.fusion is not None and all(name in self.frozen for name in self.encoder_names)
+
+    @contextlib.contextmanager
+    def cached_encodings(self, dataset, batch_size: int, device: torch.device) -> Iterator[None]:
+        """Encode every participant of ``dataset`` once with the frozen encoders; inside the
+        ``with`` block, a batch whose participants (``batch.idx``) were all encoded reads their
+        encodings instead of running the encoders (the batch may then carry only ``idx`` and ``y``).
+        Other batches run the encoders as usual. Training the fusion stage on frozen encoders thus
+        costs the fusion and head only (``train.loop.fit`` uses it)."""
+        if not self.encoders_frozen:
+            raise ValueError("cached_encodings needs a fusion model with every encoder frozen")
+        self._encoded = EncodingCache.of(self, dataset, batch_size, device)
+        try:
+            yield
+        finally:
+            self._encoded = None
+
     def train(self, mode: bool = True) -> BrainAgeModel:
         super().train(mode)
         for name in self.frozen:
@@ -229,6 +252,9 @@ class BrainAgeModel(nn.Module):
 
         Returns a :class:`ModelOutput` with pred (B,).
         """
+        cached = self._encoded.lookup(batch.idx) if self._encoded is not None else None
+        if cached is not None:
+            return self.readout(*cached)
         return self.readout(self.encode_fmri(batch), self.encode_structural(batch))
 
     def encode_fmri(self, batch: Batch) -> GraphEncoding | None:
@@ -267,6 +293,55 @@ class BrainAgeModel(nn.Module):
             output.network_scores = fmri.network_scores
             output.edge_attention = fmri.edge_attention
         return output
+
+
+@dataclass
+class EncodingCache:
+    """The frozen encoders' output for a set of participants: rows (N,) cohort rows; fMRI and
+    structural tokens (N, T, d), embeddings (N, d) and token masks (N, T) or ``None``."""
+
+    rows: Tensor
+    fmri: tuple[Tensor, Tensor, Tensor | None]
+    structural: tuple[Tensor, Tensor, Tensor | None]
+    position: dict[int, int] = field(init=False)      # cohort row -> index in the arrays
+
+    def __post_init__(self) -> None:
+        self.position = {row: i for i, row in enumerate(self.rows.tolist())}
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, model: BrainAgeModel, dataset, batch_size: int, device: torch.device) -> EncodingCache:
+        from torch_geometric.loader import DataLoader
+
+        rows, parts = [], {"fmri": [], "structural": []}
+        with torch.random.fork_rng(devices=[]):     # a DataLoader draws a seed: leave training's RNG alone
+            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+                batch = batch.to(device)
+                rows.append(batch.idx)
+                for name, encoding in (("fmri", model.encode_fmri(batch)),
+                                       ("structural", model.encode_structural(batch))):
+                    parts[name].append((encoding.tokens, encoding.embedding, encoding.mask))
+
+        def stacked(items):
+            tokens, embedding, mask = zip(*items)
+            return (torch.cat(tokens), torch.cat(embedding),
+                    None if mask[0] is None else torch.cat(mask))
+
+        return cls(torch.cat(rows), stacked(parts["fmri"]), stacked(parts["structural"]))
+
+    def lookup(self, idx: Tensor) -> tuple[GraphEncoding, Encoding] | None:
+        """The encodings of participants ``idx`` (B,), in that order; ``None`` unless all are cached."""
+        try:
+            take = torch.tensor([self.position[row] for row in idx.tolist()], device=self.rows.device)
+        except KeyError:
+            return None
+
+        def rows_of(tokens, embedding, mask):
+            return tokens[take], embedding[take], None if mask is None else mask[take]
+
+        tokens, embedding, mask = rows_of(*self.fmri)
+        structural = Encoding(*rows_of(*self.structural))
+        return GraphEncoding(tokens, embedding, mask), structural
 
 
 def _prefixed(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:

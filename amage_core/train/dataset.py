@@ -128,6 +128,12 @@ class CohortDataset(Dataset):
         return CohortDataset(self.cohort, self.rows, self.graph_cfg, self.scaler, self.modalities,
                              augment=False, seed=self.seed, graph_cache=self.graph_cache)
 
+    def labels_only(self) -> CohortDataset:
+        """The same participants carrying only ``y`` and ``idx`` (for a model that reads its
+        encodings from a cache: ``BrainAgeModel.cached_encodings``)."""
+        return CohortDataset(self.cohort, self.rows, self.graph_cfg, self.scaler, frozenset(),
+                             seed=self.seed, graph_cache=self.graph_cache)
+
     def set_epoch(self, epoch: int) -> None:
         """Choose the augmentation draw (each epoch sees different, reproducible transforms)."""
         self.epoch = epoch

@@ -13,7 +13,10 @@ The recipe (:class:`~amage_core.config.TrainConfig`), the same for every deep va
 - BatchNorm statistics recomputed on the training data (no augmentation) before every evaluation
   (``bn_recalibrate``; :func:`recalibrate_batchnorm`), so evaluation never reads running statistics
   that lag the weights;
-- MSE on the scaled age (``amage_core.train.scaler``; standardised in the recipe).
+- MSE on the scaled age (``amage_core.train.scaler``; standardised in the recipe);
+- a fusion model on frozen pretrained encoders (``model.encoders_frozen``) encodes every training
+  participant once, without augmentation, and trains its fusion stage on those encodings
+  (``BrainAgeModel.cached_encodings``): the encoders' cost is paid once, not every epoch.
 
 ``selection="last"`` (the recipe) keeps the final EMA weights; an optional ``val_set`` is evaluated
 after every epoch only to draw the learning curve. ``selection="best"`` keeps the epoch with the
@@ -114,6 +117,12 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
         raise ValueError(f"{desc}: selection='best' needs a non-empty validation set")
     ctx = distributed.context()
     device = resolve_device(cfg.device)
+    encoded = None
+    if getattr(model, "encoders_frozen", False):
+        # the fusion stage on frozen encoders: every participant is encoded once (without
+        # augmentation) and the training batches carry labels only
+        encoded = getattr(train_set, "without_augmentation", lambda: train_set)()
+        train_set = getattr(train_set, "labels_only", lambda: train_set)()
     channels_last = device.type == "cuda" and "smri" in getattr(model, "modalities", ())
     model.to(device)
     if channels_last:
@@ -153,7 +162,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
     writer = _tensorboard(out_dir) if out_dir is not None and ctx.is_main else None
     bar = tqdm(range(state.epoch + 1, cfg.epochs + 1), desc=desc, unit="epoch", leave=False,
                disable=not (progress and ctx.is_main))
-    with _deterministic(cfg.deterministic):
+    with _deterministic(cfg.deterministic), _encoded_once(model, encoded, cfg.batch_size, device):
         for epoch in bar:
             start = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
@@ -450,6 +459,13 @@ def _exit_with_parent(parent: int, interval: float = 0.5) -> None:
             time.sleep(interval)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _encoded_once(model: nn.Module, dataset, batch_size: int, device: torch.device):
+    """``model.cached_encodings`` over ``dataset`` (no-op when ``dataset`` is ``None``)."""
+    if dataset is None:
+        return contextlib.nullcontext()
+    return model.cached_encodings(dataset, batch_size, device)
 
 
 @contextlib.contextmanager

@@ -165,3 +165,38 @@ def test_bf16_autocast_only_on_gpus_that_compute_it_natively(monkeypatch):
     assert isinstance(loop._autocast(cuda, True), torch.autocast)
     assert isinstance(loop._autocast(cuda, False), contextlib.nullcontext)
     assert isinstance(loop._autocast(torch.device("cpu"), True), contextlib.nullcontext)
+
+
+def test_frozen_encoders_are_run_once_and_give_the_same_fit(cohort, graph_cfg, repo, monkeypatch):
+    """A fusion model on frozen encoders encodes each training participant once (not every step),
+    and reaches the weights it reaches when the encoders run on every batch."""
+    from amage_core.config import load_profile
+    from amage_core.models import build_model
+    from amage_core.models.amagenet import BrainAgeModel
+
+    profile = load_profile(repo / "tests" / "profiles" / "tiny.yml")
+    spec = input_spec(cohort)
+    part = cohort.participants
+    rows = np.arange(24)
+    scaler = AgeScaler.fit(part["age"].iloc[rows], part["participant_id"].iloc[rows])
+    data = CohortDataset(cohort, rows, graph_cfg, scaler, frozenset({"fmri", "smri"}))
+    torch.manual_seed(0)
+    branches = {"fmri": build_model(replace(profile.model, variant="fmri"), spec).state_dict(),
+                "structural": build_model(replace(profile.model, variant="smri"), spec).state_dict()}
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-2, seed=0, device="cpu", ema_epochs=1)
+    fitted, calls = [], []
+    for cached in (True, False):
+        if not cached:
+            monkeypatch.setattr(BrainAgeModel, "encoders_frozen", property(lambda self: False))
+        torch.manual_seed(1)
+        model = build_model(replace(profile.model, variant="amagenet"), spec)
+        model.load_branches(branches, "frozen")
+        seen = []
+        model.fmri_encoder.register_forward_hook(lambda m, i, o: seen.append(o.embedding.shape[0]))
+        loop.fit(model, data, None, cfg, progress=False)
+        fitted.append(model.state_dict())
+        calls.append(sum(seen))
+    assert calls[0] == len(rows)                  # every participant once
+    assert calls[1] >= cfg.epochs * len(rows)     # every participant at every epoch
+    for key, value in fitted[1].items():
+        torch.testing.assert_close(fitted[0][key], value, rtol=1e-4, atol=1e-5, msg=key)
