@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from amage_core.evaluate.metrics import METRICS, regression_metrics, summarise
 
-_KEYS = ("participant_id", "session")
 _AVERAGED = ("predicted_age", "predicted_age_corrected")
 
 
@@ -45,7 +45,7 @@ class SeedRuns:
         """The seed ensemble: one row per participant (and session) with ``predicted_age`` (and the
         corrected and gate columns) averaged over the seeds, ``predicted_age_seed_sd`` their SD."""
         if self._ensemble is None:
-            self._ensemble = ensemble([r.predictions for r in self.runs])
+            self._ensemble = ensemble([r.predictions for r in self.runs], self.model)
         return self._ensemble
 
     @property
@@ -76,20 +76,46 @@ class SeedRuns:
         return out
 
 
-def ensemble(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """Average prediction tables of the same participants (see :attr:`SeedRuns.predictions`).
+def prediction_keys(tables: Sequence[pd.DataFrame]) -> list[str]:
+    """The columns naming a prediction: ``participant_id``, and ``session`` when every table has one."""
+    return ["participant_id"] + (["session"] if all("session" in t for t in tables) else [])
 
-    Raises ``ValueError`` when the tables do not hold the same participants and ages."""
+
+def check_seed_tables(tables: Sequence[pd.DataFrame], name: str = "model") -> list[str]:
+    """Refuse per-seed prediction tables that cannot be averaged; return their key columns.
+
+    Every table needs ``participant_id``, ``age`` and ``predicted_age``, one row per key, and the
+    same participants as the first (the seeds of a model share the outer folds)."""
     if not tables:
-        raise ValueError("no prediction tables to average")
-    keys = [k for k in _KEYS if k in tables[0]]
-    first = tables[0].sort_values(keys).reset_index(drop=True)
-    stacked = []
-    for table in tables:
-        table = table.sort_values(keys).reset_index(drop=True)
-        if not table[keys + ["age"]].astype(str).equals(first[keys + ["age"]].astype(str)):
-            raise ValueError("seed runs hold different participants or ages: they cannot be averaged")
-        stacked.append(table)
+        raise ValueError(f"{name}: no prediction tables")
+    keys = prediction_keys(tables)
+    for i, t in enumerate(tables):
+        missing = {"participant_id", "age", "predicted_age"} - set(t.columns)
+        if missing:
+            raise ValueError(f"{name}: table {i} lacks column(s) {sorted(missing)}")
+        if t.duplicated(keys).any():
+            raise ValueError(f"{name}: table {i} has several predictions for the same {keys}")
+    first = set(map(tuple, tables[0][keys].astype(str).to_numpy()))
+    for i, t in enumerate(tables[1:], 1):
+        if set(map(tuple, t[keys].astype(str).to_numpy())) != first:
+            raise ValueError(f"{name}: seed {i} predicts other participants than seed 0 (seed runs that "
+                             "hold different participants cannot be averaged: they must share the outer folds)")
+    return keys
+
+
+def ensemble(tables: Sequence[pd.DataFrame], name: str = "model") -> pd.DataFrame:
+    """Average per-seed prediction tables of the same participants (see :attr:`SeedRuns.predictions`).
+
+    One row per participant (and session), sorted by them: the first table's columns, with
+    ``predicted_age``, ``predicted_age_corrected`` and ``gate_*`` averaged over the seeds and
+    ``predicted_age_seed_sd`` their SD (ddof 1; 0 for one table). Raises ``ValueError`` (naming
+    ``name``) when the tables cannot be averaged (:func:`check_seed_tables`) or disagree on ages."""
+    keys = check_seed_tables(tables, name)
+    stacked = [t.sort_values(keys).reset_index(drop=True) for t in tables]
+    first = stacked[0]
+    for table in stacked[1:]:
+        if not np.allclose(table["age"].to_numpy(dtype=float), first["age"].to_numpy(dtype=float)):
+            raise ValueError(f"{name}: the seeds disagree on participants' ages")
     out = first.copy()
     averaged = [c for c in first.columns if c in _AVERAGED or c.startswith("gate_")]
     for column in averaged:

@@ -8,7 +8,8 @@ every table has one). The seeds of one model must predict the same participants 
 outer folds), and the two models of a claim must predict the same participants with the same ages;
 otherwise a ``ValueError`` says why. A deterministic model (a classical baseline on fixed folds) may
 be given as one table. :func:`tables_of` turns a run (``.predictions``) or a set of seed runs
-(``.runs``, e.g. :class:`amage_core.evaluate.seeds.SeedRuns`) into such a list.
+(``.runs``, e.g. :class:`amage_core.evaluate.seeds.SeedRuns`) into such a list. The seed ensemble is
+:func:`amage_core.evaluate.seeds.ensemble`, the one the chapters' tables read (``SeedRuns.predictions``).
 
 - :func:`seed_summary` -> :class:`SeedSummary`: MAE per seed, its mean and SD (ddof 1) over
   seeds, and the MAE of the seed ensemble (each participant's predictions averaged over seeds).
@@ -36,6 +37,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from amage_core.evaluate.seeds import ensemble, prediction_keys
+
 ALPHA = 0.05
 Outcome = Literal["holds", "fails", "inconclusive"]
 
@@ -59,39 +62,6 @@ def tables_of(model) -> list[pd.DataFrame]:
     return [model.predictions]
 
 
-def _keys(tables: Sequence[pd.DataFrame]) -> list[str]:
-    return ["participant_id"] + (["session"] if all("session" in t for t in tables) else [])
-
-
-def _check(tables: Sequence[pd.DataFrame], name: str) -> list[str]:
-    if not tables:
-        raise ValueError(f"{name}: no prediction tables")
-    keys = _keys(tables)
-    for i, t in enumerate(tables):
-        missing = {"participant_id", "age", "predicted_age"} - set(t.columns)
-        if missing:
-            raise ValueError(f"{name}: table {i} lacks column(s) {sorted(missing)}")
-        if t.duplicated(keys).any():
-            raise ValueError(f"{name}: table {i} has several predictions for the same {keys}")
-    first = set(map(tuple, tables[0][keys].astype(str).to_numpy()))
-    for i, t in enumerate(tables[1:], 1):
-        if set(map(tuple, t[keys].astype(str).to_numpy())) != first:
-            raise ValueError(f"{name}: seed {i} predicts other participants than seed 0 "
-                             "(the seeds of a model must share the outer folds)")
-    return keys
-
-
-def ensemble(tables: Sequence[pd.DataFrame], name: str = "model") -> pd.DataFrame:
-    """Keys, ``age`` and ``predicted_age`` averaged over the seeds (one row per participant)."""
-    keys = _check(tables, name)
-    stacked = pd.concat([t[keys + ["age", "predicted_age"]].assign(_seed=i) for i, t in enumerate(tables)])
-    stacked[keys] = stacked[keys].astype(str)
-    ages = stacked.groupby(keys)["age"].agg(["min", "max"])
-    if not np.allclose(ages["min"], ages["max"]):
-        raise ValueError(f"{name}: the seeds disagree on participants' ages")
-    return stacked.groupby(keys, as_index=False).agg(age=("age", "first"), predicted_age=("predicted_age", "mean"))
-
-
 @dataclass(frozen=True)
 class SeedSummary:
     name: str
@@ -105,10 +75,9 @@ class SeedSummary:
 
 def seed_summary(tables: Sequence[pd.DataFrame], name: str = "model") -> SeedSummary:
     """MAE of every seed, their mean ± SD, and the seed ensemble's MAE (see the module docstring)."""
-    _check(tables, name)
+    ens = ensemble(tables, name)            # refuses tables that cannot be averaged
     maes = tuple(float(np.mean(np.abs(t["predicted_age"].to_numpy(float) - t["age"].to_numpy(float))))
                  for t in tables)
-    ens = ensemble(tables, name)
     return SeedSummary(name, len(tables), len(ens), maes, float(np.mean(maes)),
                        float(np.std(maes, ddof=1)) if len(maes) > 1 else None,
                        float(np.mean(np.abs(ens["predicted_age"] - ens["age"]))))
@@ -145,8 +114,9 @@ def compare(a_tables: Sequence[pd.DataFrame], b_tables: Sequence[pd.DataFrame], 
             b_name: str = "B", alpha: float = ALPHA) -> Verdict:
     """The verdict on "A beats B" (see the module docstring for the rule)."""
     a, b = seed_summary(a_tables, a_name), seed_summary(b_tables, b_name)
-    ea, eb = ensemble(a_tables, a_name), ensemble(b_tables, b_name)
-    keys = _keys(list(a_tables) + list(b_tables))
+    keys = prediction_keys(list(a_tables) + list(b_tables))
+    ea, eb = ((ensemble(tables, name)[keys + ["age", "predicted_age"]].astype({k: str for k in keys}))
+              for tables, name in ((a_tables, a_name), (b_tables, b_name)))
     merged = ea.merge(eb, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
     if (merged["_merge"] != "both").any():
         raise ValueError(f"{(merged['_merge'] != 'both').sum()} participant(s) are predicted by only one of "
