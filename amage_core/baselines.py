@@ -71,6 +71,8 @@ def features(cohort: PreparedCohort, modality: str) -> np.ndarray:
     T1 volume averaged over cubic blocks (see :func:`t1_block_size`), flattened; ``table``: as is.
     """
     if modality == "fmri":
+        # not nilearn's sym_matrix_to_vec: it reads the lower triangle, another column order, which
+        # moves ridge and SVR predictions in the 14th digit (results would differ from earlier runs)
         iu = np.triu_indices(cohort.connectivity.shape[1], k=1)
         return np.stack([np.asarray(m)[iu] for m in cohort.connectivity]).astype(np.float64)
     if modality == "smri":
