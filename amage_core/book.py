@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -25,6 +26,7 @@ from amage_core.config import ConfigError, Profile, load_profile
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS_DIR = REPO / "chapters"
 BOOK_DIR = REPO / "book"
+logger = logging.getLogger(__name__)
 
 
 class ChapterError(RuntimeError):
@@ -93,10 +95,13 @@ def run_chapters(
     force: bool = False,
     chapters_dir: Path = CHAPTERS_DIR,
     book_dir: Path = BOOK_DIR,
-    log=print,
+    log=logger.info,
     log_cells: bool = False,
 ) -> list[ChapterResult]:
-    """Execute the selected chapters in order with papermill into ``book_dir/chapters``."""
+    """Execute the selected chapters in order with papermill into ``book_dir/chapters``.
+
+    ``log`` receives one progress line per chapter (default: this module's logger; ``amage book``
+    prints them)."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -194,7 +199,7 @@ def _hide_parameter_cells(notebook: Path) -> None:
         nbformat.write(nb, fh)
 
 
-def build_html(book_dir: Path = BOOK_DIR, log=print) -> Path:
+def build_html(book_dir: Path = BOOK_DIR, log=logger.info) -> Path:
     """Render ``book_dir`` with ``jupyter-book build``; fail on warnings about missing files."""
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
            "build", str(book_dir), "--path-output", str(book_dir)]
@@ -238,12 +243,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     results = run_chapters(args.profile, args.chapters, force=args.force, book_dir=args.book_dir,
-                           log_cells=args.verbose)
+                           log=print, log_cells=args.verbose)
     for r in results:
         print(f"  {r.name:<32} {'reused' if r.reused else f'{r.seconds:7.1f} s'}")
     if not args.no_html:
         t_html = time.perf_counter()
-        index = build_html(args.book_dir)
+        index = build_html(args.book_dir, log=print)
         record_timings(Path(args.book_dir) / "chapters", load_profile(args.profile).name, results,
                        html_seconds=time.perf_counter() - t_html)
         print(f"book built in {time.perf_counter() - t0:.0f} s: open {index}")

@@ -71,7 +71,10 @@ def setup_cell_source(url: str | None = None, ref: str | None = None, target: st
 # In the Colab kernel
 # --------------------------------------------------------------------------------------------
 def setup(repo_dir: str | Path, profile: str = "demo", gpu_profile: str = "gpu", log=print) -> str:
-    """Install the clone ``repo_dir`` (once per runtime) and return the profile to run on."""
+    """Install the clone ``repo_dir`` (once per runtime) and return the profile to run on.
+
+    ``log`` is ``print``, not a logger: the messages are for the person running the chapter in
+    Colab and show under the set-up cell (no logging handler is configured there)."""
     repo_dir = Path(repo_dir).resolve()
     replaced = install(repo_dir, log=log)
     if replaced:

@@ -17,6 +17,7 @@ verdict compares AMAge-Net with the multimodal floor (aim: within 25%) and with 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from amage_core.config import Profile, to_dict
 
 
 BLAS_THREADS_FOR_BASELINES = 1
+logger = logging.getLogger(__name__)
 
 
 def _epoch_seconds(run_path: Path) -> float | None:
@@ -104,7 +106,7 @@ def setup(profile: Profile) -> dict[str, Any]:
                                                    "folds", "val_fraction", "protocol", "seed", "seeds")}}
 
 
-def accuracy(profile: Profile, s: BenchSettings, device: str, progress: bool = True, log=print,
+def accuracy(profile: Profile, s: BenchSettings, device: str, progress: bool = True, log=logger.info,
              previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """``accuracy`` section of the benchmark (see the module docstring); ``previous``: an earlier
     benchmark's results, for the computing time of runs reused now."""

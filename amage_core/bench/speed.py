@@ -7,6 +7,7 @@ the value). Scratch cohorts live under ``scratch`` and are removed by the caller
 """
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from amage_core.bench.measure import Measured, measured
 from amage_core.bench.settings import BenchSettings, StepSize
 from amage_core.config import Profile, load_profile, replace, to_dict
 
+logger = logging.getLogger(__name__)
 SCALES = (1, 2, 4)
 LINEAR_SLACK = 0.25     # 4x participants may cost up to 4 * 1.25 the time; memory up to 1.25x
 
@@ -151,7 +153,7 @@ def _scaling(m: dict[str, Measured], s: BenchSettings) -> dict[str, Any]:
     }
 
 
-def speed(profile: Profile, s: BenchSettings, scratch: Path, log=print) -> dict[str, Any]:
+def speed(profile: Profile, s: BenchSettings, scratch: Path, log=logger.info) -> dict[str, Any]:
     """``throughput``, ``memory`` and ``scaling`` sections, notes, and each process's wall/CPU time."""
     m = _measure(profile, s, scratch, log)
     n_jobs = prep_config(profile, s).n_jobs

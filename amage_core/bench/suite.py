@@ -8,6 +8,7 @@ module provides it). A section not run is recorded as skipped, with the reason.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from amage_core.config import Profile, load_profile, replace, to_dict
 
 SECTIONS = ("accuracy", "speed", "gpu", "book", "abide")
 FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
 
 
 def abide(profile: Profile, out: Path, quick: bool) -> dict[str, Any]:
@@ -38,7 +40,7 @@ def abide(profile: Profile, out: Path, quick: bool) -> dict[str, Any]:
 
 def run_benchmark(profile_ref: str, out: Path, quick: bool = False, device: str = "cpu",
                   workdir: str | None = None, only: list[str] | None = None, keep_scratch: bool = False,
-                  progress: bool = True, book_dir: Path = mach.REPO / "book", log=print) -> dict[str, Any]:
+                  progress: bool = True, book_dir: Path = mach.REPO / "book", log=logger.info) -> dict[str, Any]:
     """Run the selected sections and return the results (see the module docstring)."""
     import torch
 
