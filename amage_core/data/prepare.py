@@ -19,7 +19,9 @@ backend applies with ``joblib.parallel_config(backend="dask")`` (or ``"ray"``) a
 The configuration (``PrepConfig`` without ``n_jobs``/``strict``, the source, its root and
 options, the atlas) is hashed. A finished cohort with the same hash is returned as it is; a
 different hash in ``<out>`` (finished or partial) is an error that lists what changed, unless
-``rebuild=True`` (``--rebuild``), which deletes the old cohort files first.
+``rebuild=True`` (``--rebuild``), which deletes the old cohort files first. The library's T1
+methods are part of the hash too (:data:`METHOD_KEYS`: the registration and the MNI-space check
+with their settings); a cohort that differs only there is prepared again, with a line saying so.
 
 The input files are part of a cohort's identity too: each participant's demographics row and the
 path, size and modification time of every file it is prepared from are fingerprinted (recorded in
@@ -67,6 +69,9 @@ UNHASHED = ("n_jobs", "strict")
 ARRAY_OF = {"fmri": "connectivity", "smri": "t1", "table": "tables"}
 LOCK = ".prep.lock"
 INPUT_FIELDS = ("t1_mni", "brain_mask", "t1_raw", "timeseries", "bold", "confounds")
+# Entries of a cohort's identity that are the library's T1 methods, not the user's settings: a cohort
+# prepared by another version of them is prepared again, not refused as "another configuration".
+METHOD_KEYS = ("t1_registration", "t1_space_check")
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
@@ -220,6 +225,10 @@ def _changes(old: dict, new: dict) -> list[str]:
     return out or ["(format)"]
 
 
+def _without_methods(key: dict) -> dict:
+    return {k: v for k, v in key.items() if k not in METHOD_KEYS}
+
+
 def _clear(out: Path) -> None:
     shutil.rmtree(out / PARTS, ignore_errors=True)
     for name in COHORT_FILES:
@@ -246,8 +255,16 @@ def _check_out(out: Path, key: dict, config_hash: str, rebuild: bool, inputs: di
                       file=sys.stderr)
             _clear(out)
             return None
+        old_key = previous.get("prep_key", {})
+        methods = [k for k in METHOD_KEYS if old_key.get(k) != key.get(k)]
+        if not rebuild and methods and stable_hash(_without_methods(old_key)) == stable_hash(_without_methods(key)):
+            if progress:
+                print(f"{out}: prepared by another version of the T1 checks ({', '.join(methods)}); "
+                      "preparing it again", file=sys.stderr)
+            _clear(out)
+            return None
         if not rebuild:
-            changed = "; ".join(_changes(previous.get("prep_key", {}), key))
+            changed = "; ".join(_changes(old_key, key))
             raise ValueError(f"{out}: holds a cohort prepared with another configuration (hash "
                              f"{previous.get('config_hash')} vs {config_hash}; changed: {changed}). "
                              "Re-run with --rebuild (rebuild=True) to replace it, or use another --out")
@@ -332,7 +349,7 @@ def prepare_cohort(source: str, root: str | Path, out: str | Path, cfg: PrepConf
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
-    from amage_core.data.smri import registration_identity, registers
+    from amage_core.data.smri import registration_identity, registers, space_check_identity
     from amage_core.data.sources import scan_source
 
     cfg = cfg or PrepConfig()
@@ -359,6 +376,9 @@ def prepare_cohort(source: str, root: str | Path, out: str | Path, cfg: PrepConf
         key["atlas_files"] = {f: sha256_file(f) for f in atlas.files}
     if "smri" in modalities and any(registers(r, cfg) for r in scan.records):
         key["t1_registration"] = registration_identity()    # the method enters the cohort's identity
+    if "smri" in modalities and cfg.t1_source != "resize" and any(
+            r.t1_mni is not None and not registers(r, cfg) for r in scan.records):
+        key["t1_space_check"] = space_check_identity()     # which MNI T1s are kept, likewise
     config_hash = stable_hash(key)
     records = scan.records
     inputs = {r.key: input_fingerprint(r) for r in records}

@@ -4,6 +4,7 @@ Images are tiny (8 mm voxels) and series short, so a whole cohort prepares in se
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import nibabel as nib
@@ -59,18 +60,30 @@ def write_confounds(path: Path, n_vol: int, fd: float, seed: int = 0) -> Path:
     return path
 
 
-def brain(shape=GRID) -> np.ndarray:
-    """(X, Y, Z) bool ellipsoid brain."""
-    g = np.indices(shape).astype(float)
-    c = (np.asarray(shape) - 1) / 2
-    r = np.asarray(shape) * 0.4
-    return (((g - c[:, None, None, None]) / r[:, None, None, None]) ** 2).sum(0) <= 1
+@functools.lru_cache(maxsize=1)
+def _mni() -> tuple[np.ndarray, np.ndarray]:
+    """nilearn's MNI152 template (0-1) and its brain mask on the fixture grid (8 mm)."""
+    from nilearn.datasets import load_mni152_brain_mask, load_mni152_template
+    from nilearn.image import resample_img
+
+    kw = dict(target_affine=AFFINE, target_shape=GRID, force_resample=True, copy_header=True)
+    template = resample_img(load_mni152_template(resolution=2), interpolation="continuous", **kw)
+    mask = resample_img(load_mni152_brain_mask(resolution=2), interpolation="nearest", **kw)
+    return np.asarray(template.dataobj, dtype=np.float32), np.asarray(mask.dataobj) > 0
+
+
+def brain() -> np.ndarray:
+    """(X, Y, Z) bool: the MNI152 brain mask on the fixture grid."""
+    return _mni()[1].copy()
 
 
 def write_t1(path: Path, seed: int = 0, mask_path: Path | None = None) -> Path:
+    """An MNI-space T1w as fMRIPrep writes it: the MNI152 template's intensities on the fixture grid
+    with noise (``seed``), and the template's brain mask. An ellipsoid would not pass the check
+    against the template (``smri.check_mni_space``)."""
     rng = np.random.default_rng(seed)
-    b = brain()
-    data = np.where(b, 80 + 20 * rng.random(GRID), 5 * rng.random(GRID)).astype(np.float32)
+    template, b = _mni()
+    data = np.abs(100 * template + 3 * rng.standard_normal(GRID)).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(data, AFFINE), path)
     if mask_path is not None:

@@ -375,12 +375,21 @@ def test_bad_t1_images_are_excluded_with_the_reason(tmp_path, t1_pair, case, cat
 
 
 def test_a_sheared_affine_is_resampled_not_refused(tmp_path, t1_pair):
-    """A non-orthogonal (sheared) affine is a valid NIfTI: resampled like any other."""
+    """A non-orthogonal (sheared) affine is a valid NIfTI: resampled like any other. The same voxels
+    under a sheared header move the brain by up to 24 mm: not in MNI space."""
+    from nilearn.image import resample_img
+
     t1, mask, data, brain = t1_pair
     shear = pf.AFFINE.copy()
     shear[0, 1] = 1.0
-    out = _run_t1(_save(tmp_path / "t1.nii.gz", data, shear), _save(tmp_path / "m.nii.gz", brain.astype(np.uint8), shear))
+    kw = dict(target_affine=shear, target_shape=pf.GRID, force_resample=True, copy_header=True)
+    sheared_t1 = resample_img(nib.load(t1), interpolation="continuous", **kw)
+    sheared_mask = resample_img(nib.load(mask), interpolation="nearest", **kw)
+    out = _run_t1(_save(tmp_path / "t1.nii.gz", sheared_t1.dataobj, shear),
+                  _save(tmp_path / "m.nii.gz", sheared_mask.dataobj, shear))
     assert np.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
+    with pytest.raises(qc.QCError, match="wrong space"):
+        _run_t1(_save(tmp_path / "t1.nii.gz", data, shear), _save(tmp_path / "m.nii.gz", brain.astype(np.uint8), shear))
 
 
 @SETTINGS
