@@ -12,10 +12,16 @@ attributions are out-of-sample like the predictions. For each participant:
   (they differentiate the loss; the loss gradient is this one times 2(pred - y), so the maps differ only
   by a per-participant weight);
 - ``t1_ig_region`` (N, R): |IG| on T1 averaged in a sphere around each atlas region;
-- ``gate`` (N, G): the gate values.
+- ``gate`` (N, G): the gate values;
+- ``ig_delta`` (N,): captum's convergence delta of IG, the attributions' sum (all inputs) minus
+  ``ig_change``; ``ig_change`` (N,): predicted age at the input minus at the baseline (model units).
+  By the completeness axiom the delta is 0; it measures the integration error of ``steps`` points
+  (:func:`amage_core.interpret.regions.convergence_table` summarises it).
 
-Integrated Gradients here integrates along the straight path from a zero baseline with ``steps``
-midpoint samples; the graph structure (edges, weights) is held fixed, only node features are scaled.
+Integrated Gradients is captum's ``IntegratedGradients`` along the straight path from a zero baseline
+with ``steps`` midpoint samples (``method="riemann_middle"``; captum's default, Gauss-Legendre, samples
+other points), one step of the batch per forward pass; the graph structure (edges, weights) is held
+fixed, only node features are scaled. Saliency is captum's ``Saliency`` (absolute gradient).
 Results are written to ``<run>/attributions/`` as .npy files (no pickle) with the settings they were
 computed with (``settings.json``), and reused while those settings hold.
 
@@ -45,8 +51,10 @@ from torch import nn
 from amage_core import io
 from amage_core.config import GraphConfig, ModelConfig, TrainConfig, from_dict
 
-ARRAYS = ("roi_ig", "roi_score", "network_score", "t1_ig", "t1_saliency", "t1_ig_region", "gate")
+ARRAYS = ("roi_ig", "roi_score", "network_score", "t1_ig", "t1_saliency", "t1_ig_region", "gate",
+          "ig_delta", "ig_change")
 T1_SUMS = ("t1_ig", "t1_saliency")      # averaged over participants; the others are per participant
+IG_METHOD = "riemann_middle"            # captum's name for the midpoint rule
 
 
 @dataclass
@@ -82,29 +90,59 @@ def fold_models(run_path: Path, cohort):
         yield fold_dir.name.removeprefix("fold-"), model, np.array([position[p] for p in test_ids])
 
 
-def integrated_gradients(model, batch, fields: tuple[str, ...], steps: int = 16) -> dict[str, torch.Tensor]:
-    """IG of ``model(batch).pred`` (summed over the batch) for each input field, zero baseline.
+def batch_function(model, batch, fields: tuple[str, ...]):
+    """``model`` as captum calls it: a function of some fields of ``batch``, each with the participants
+    first, the rest of the batch (edges, other modalities) held fixed.
 
-    Returns tensors shaped like ``batch[field]``: ``x`` (sum_N, F), ``t1`` (B, 1, D, H, W)."""
-    inputs = {f: getattr(batch, f).detach() for f in fields}
-    total = {f: torch.zeros_like(v) for f, v in inputs.items()}
-    for alpha in (torch.arange(steps, dtype=torch.float32) + 0.5) / steps:
-        scaled = {f: (v * alpha).requires_grad_(True) for f, v in inputs.items()}
-        for f, v in scaled.items():
+    Shapes: forward(x (B, R, F), t1 (B, 1, D, H, W)) -> (B,) predicted age (model units), in the
+    order of ``fields``. Every graph of the batch has the same R nodes (one per atlas region)."""
+    def forward(*values: torch.Tensor) -> torch.Tensor:
+        for f, v in zip(fields, values):
+            setattr(batch, f, v.reshape(-1, v.shape[-1]) if f == "x" else v)
+        return model(batch).pred
+
+    return forward
+
+
+def _per_participant(batch, field: str) -> torch.Tensor:
+    """``batch.<field>`` with the participants first: ``x`` (sum_N, F) -> (B, R, F)."""
+    value = getattr(batch, field).detach()
+    if field != "x":
+        return value
+    if value.shape[0] % batch.num_graphs:
+        raise ValueError(f"{value.shape[0]} nodes in {batch.num_graphs} graphs: graphs of different sizes")
+    return value.reshape(batch.num_graphs, -1, value.shape[-1])
+
+
+def integrated_gradients(model, batch, fields: tuple[str, ...], steps: int = 16, return_delta: bool = False):
+    """IG of ``model(batch).pred`` for each input field, zero baseline, ``steps`` (>= 2) midpoints.
+
+    Returns tensors shaped like ``batch[field]``: ``x`` (sum_N, F), ``t1`` (B, 1, D, H, W); with
+    ``return_delta`` also captum's convergence delta per participant, (B,)."""
+    from captum.attr import IntegratedGradients
+
+    if steps < 2:
+        raise ValueError(f"Integrated Gradients needs at least 2 steps, got {steps}")
+    originals = {f: getattr(batch, f) for f in fields}
+    inputs = tuple(_per_participant(batch, f) for f in fields)
+    try:
+        ig, delta = IntegratedGradients(batch_function(model, batch, fields)).attribute(
+            inputs, n_steps=steps, method=IG_METHOD, internal_batch_size=batch.num_graphs,
+            return_convergence_delta=True)
+    finally:
+        for f, v in originals.items():
             setattr(batch, f, v)
-        pred = model(batch).pred.sum()
-        grads = torch.autograd.grad(pred, list(scaled.values()))
-        for f, g in zip(scaled, grads):
-            total[f] += g
-    for f, v in inputs.items():
-        setattr(batch, f, v)
-    return {f: inputs[f] * total[f] / steps for f in fields}
+    out = {f: a.detach().reshape(originals[f].shape) for f, a in zip(fields, ig)}
+    return (out, delta.detach()) if return_delta else out
 
 
 def sphere_means(volumes: np.ndarray, affine: np.ndarray, coords: np.ndarray, radius: float) -> np.ndarray:
     """Mean of each volume in a sphere (mm) around each coordinate: (N, D, H, W) -> (N, R).
 
-    A sphere smaller than a voxel takes the nearest voxel; coordinates outside the grid give NaN."""
+    A sphere smaller than a voxel takes the nearest voxel (all of them when several are equally near);
+    coordinates outside the grid give NaN. Not nilearn's ``NiftiSpheresMasker``: it keeps one of
+    equally near voxels (the region means differ on grids coarser than the radius) and refuses a
+    coordinate outside the grid."""
     shape = volumes.shape[1:]
     grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).reshape(-1, 3)
     world = grid @ affine[:3, :3].T + affine[:3, 3]
@@ -127,7 +165,7 @@ def compute(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray | None, rad
     from amage_core.train.loop import map_folds
 
     out_dir = run.path / "attributions"
-    settings = {"steps": steps, "radius": radius}
+    settings = {"steps": steps, "radius": radius, "ig": f"captum {IG_METHOD}"}
     if (out_dir / "participants.tsv").is_file():
         # a set computed before settings.json was written is taken as it is
         if not (out_dir / "settings.json").is_file() or io.read_json(out_dir / "settings.json") == settings:
@@ -171,10 +209,13 @@ def _fold_attributions(model, rows, cohort, graph_cfg, t1_grid, coords, radius, 
         collected.setdefault(key, []).append(value)
 
     for batch in loader:
-        ig = integrated_gradients(model, batch, fields, steps)
+        ig, delta = integrated_gradients(model, batch, fields, steps, return_delta=True)
         with torch.no_grad():
             output = model(batch)
         add("rows", batch.idx.numpy())
+        total = sum(ig[f].reshape(batch.num_graphs, -1).sum(1) for f in fields)
+        add("ig_delta", delta.numpy())
+        add("ig_change", (total - delta).numpy())
         if "x" in ig:
             add("roi_ig", ig["x"].abs().sum(-1).reshape(batch.num_graphs, -1).numpy())
         if output.node_scores is not None:
@@ -185,20 +226,24 @@ def _fold_attributions(model, rows, cohort, graph_cfg, t1_grid, coords, radius, 
             add("gate", output.gate.numpy())
         if "t1" in ig:
             t1_abs = ig["t1"].abs()[:, 0].numpy()
-            for key, value in (("t1_ig", t1_abs), ("t1_saliency", _saliency(model, batch))):
+            for key, value in (("t1_ig", t1_abs), ("t1_saliency", saliency(model, batch))):
                 sums[key] = value.sum(0) + sums.get(key, 0)
             if t1_grid is not None:
                 add("t1_ig_region", sphere_means(t1_abs, t1_grid, coords, radius))
     return {**{k: np.concatenate(v) for k, v in collected.items()}, **sums}
 
 
-def _saliency(model, batch) -> np.ndarray:
-    t1 = batch.t1.detach().clone().requires_grad_(True)
+def saliency(model, batch) -> np.ndarray:
+    """|d predicted age / d T1| of each participant (captum's ``Saliency``): (B, D, H, W)."""
+    from captum.attr import Saliency
+
     original = batch.t1
-    batch.t1 = t1
-    (grad,) = torch.autograd.grad(model(batch).pred.sum(), [t1])
-    batch.t1 = original
-    return grad.abs()[:, 0].numpy()
+    try:
+        t1 = original.detach().requires_grad_(True)
+        grad = Saliency(batch_function(model, batch, ("t1",))).attribute(t1, abs=True)
+    finally:
+        batch.t1 = original
+    return grad.detach()[:, 0].numpy()
 
 
 def save(attr: Attributions, out_dir: Path) -> None:

@@ -14,6 +14,8 @@ its network's size: the region-level check is confounded by network size, and it
 checks the fMRI measures at the level the truth is set: each network's summed importance against its
 injected decline (Spearman), with the exact permutation null over the networks.
 
+Integrated Gradients' own check: :func:`convergence_table` (captum's convergence delta per participant).
+
 Stability: :func:`fold_stability` compares the folds of one run (each explains its own held-out
 participants), :func:`seed_stability` runs trained with different seeds (other folds, other
 initialisations) that each explain every participant.
@@ -69,6 +71,29 @@ def network_table(table: pd.DataFrame) -> pd.DataFrame:
     measures = [c for c in MEASURES.values() if c in table]
     out = table.groupby("network")[measures].mean()
     return out.sort_values(measures[0], ascending=False) if measures else out
+
+
+def convergence_table(runs: Mapping[str, Attributions]) -> pd.DataFrame:
+    """How well Integrated Gradients adds up, one row per attribution set (``runs`` maps a label,
+    e.g. ``"seed 42"``, to its Attributions): over participants, the median |f(input) - f(baseline)|
+    (``ig_change``), the median and largest |convergence delta| (``ig_delta``: the attributions' sum
+    minus that change, 0 for exact integration) and the median of their ratio. Sets computed
+    without the delta are left out."""
+    rows = {}
+    for name, attr in runs.items():
+        delta, change = attr.get("ig_delta"), attr.get("ig_change")
+        if delta is None or change is None:
+            continue
+        delta, change = np.abs(np.asarray(delta, float)), np.abs(np.asarray(change, float))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(change > 0, delta / change, np.nan)
+        rows[name] = {"participants": len(delta), "median |f(x) - f(0)|": float(np.median(change)),
+                      "median |delta|": float(np.median(delta)), "max |delta|": float(np.max(delta)),
+                      "median |delta| / |f(x) - f(0)|": float(np.nanmedian(ratio)) if np.isfinite(ratio).any()
+                      else float("nan")}
+    columns = ["participants", "median |f(x) - f(0)|", "median |delta|", "max |delta|",
+               "median |delta| / |f(x) - f(0)|"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("attributions")
 
 
 def _mean_pairwise_spearman(rankings: list[np.ndarray]) -> float | None:

@@ -27,6 +27,29 @@ def test_integrated_gradients_are_complete():
     assert float(ig.sum()) == pytest.approx(float(full - empty), rel=0.05, abs=1e-3)
 
 
+def test_integrated_gradients_report_captums_convergence_delta():
+    """The delta is, per participant, the attributions' sum minus f(input) - f(zero baseline)."""
+    torch.manual_seed(0)
+    spec = tiny_spec()
+    model = build_model(tiny_config("amagenet"), spec).eval()
+    batch = random_batch(spec, batch_size=3, seed=1)
+    ig, delta = attributions.integrated_gradients(model, batch, ("x", "t1"), steps=8, return_delta=True)
+    assert ig["x"].shape == batch.x.shape and ig["t1"].shape == batch.t1.shape and delta.shape == (3,)
+    with torch.no_grad():
+        full = model(batch).pred
+        x, t1 = batch.x, batch.t1
+        batch.x, batch.t1 = torch.zeros_like(x), torch.zeros_like(t1)
+        empty = model(batch).pred
+        batch.x, batch.t1 = x, t1
+    total = ig["x"].reshape(3, -1).sum(1) + ig["t1"].reshape(3, -1).sum(1)
+    np.testing.assert_allclose(delta.numpy(), (total - (full - empty)).numpy(), atol=1e-6)
+    table = regions.convergence_table({"run": attributions.Attributions(
+        ["a", "b", "c"], ["0", "0", "1"], {"ig_delta": delta.numpy(), "ig_change": (full - empty).numpy()}),
+        "older set": attributions.Attributions(["a"], ["0"], {})})
+    assert list(table.index) == ["run"] and table.loc["run", "participants"] == 3
+    assert table.loc["run", "max |delta|"] == pytest.approx(float(delta.abs().max()))
+
+
 def test_sphere_means_average_the_right_voxels():
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     affine[:3, 3] = [-10, -10, -10]
@@ -107,6 +130,7 @@ def test_compute_explains_every_participant_once_out_of_sample(tiny_run):
     assert attr.get("roi_ig").shape == (n, r) and attr.get("t1_ig_region").shape == (n, r)
     assert attr.get("t1_ig").shape == TINY_T1_SHAPE and (attr.get("t1_ig") >= 0).all()
     assert attr.get("gate").shape[0] == n and ((attr.get("gate") > 0) & (attr.get("gate") < 1)).all()
+    assert attr.get("ig_delta").shape == (n,) and attr.get("ig_change").shape == (n,)
     again = attributions.compute(run, cohort, GraphConfig(topk=4), grid, radius=6.0, steps=4)  # cached
     assert np.array_equal(again.get("roi_ig"), attr.get("roi_ig"))
     table = regions.region_table(attr, cohort.regions)
