@@ -123,7 +123,12 @@ def run(
                        test_where=test_where, progress=progress)
         pretrained = Branches(branch_runs(prof, cohort, model_cfg, train=train, **options))
         if needs_blend(model_cfg, train_cfg):
-            blend = {**(train or {}), "val_fraction": train_cfg.blend_fraction}
+            # one pair of blend runs per set of outer folds, shared by every training seed (seed
+            # runs share their folds): the late weights weigh the branches by how well each
+            # predicts unseen participants, which the first seed's blend runs measure for all
+            folds = train_cfg.seed if train_cfg.fold_seed is None else train_cfg.fold_seed
+            blend = {**(train or {}), "val_fraction": train_cfg.blend_fraction, "seed": folds,
+                     "fold_seed": None}
             pretrained.blend = branch_runs(prof, cohort, model_cfg, train=blend, **options)
     data = prepared(prof, cohort, progress, where)
     test = prepared(prof, test_cohort, progress, test_where) if test_cohort else None

@@ -242,10 +242,13 @@ VAL_PREDICTIONS = "val_predictions.tsv"
 MIN_BLEND = 10       # fewer validation participants: the late weights are learnt in sample instead
 
 
-def blend_weights(blend: dict[str, RunResult], fold: str) -> dict:
+def blend_weights(blend: dict[str, RunResult], fold: str, fit_ids: set[str] | None = None) -> dict:
     """Late-fusion weights of fold ``fold``, fit out of sample: non-negative least squares (with an
     intercept) of age on the fMRI and structural blend runs' predictions of their validation
-    participants. Returns ``{"w_fmri", "w_structural", "intercept_years", "n"}``."""
+    participants. ``fit_ids``: the fusion fold's training participants (its test fold left out),
+    which must hold every validation participant (else the weights would be fit on test
+    participants: an error).
+    Returns ``{"w_fmri", "w_structural", "intercept_years", "n"}``."""
     from scipy.optimize import nnls
 
     tables = []
@@ -258,6 +261,9 @@ def blend_weights(blend: dict[str, RunResult], fold: str) -> dict:
     merged = tables[0].merge(tables[1].drop(columns="age"), on="participant_id", validate="one_to_one")
     if len(merged) != len(tables[0]) or len(merged) != len(tables[1]):
         raise ValueError(f"fold {fold}: the blend runs' validation participants differ")
+    if fit_ids is not None and not set(merged["participant_id"]) <= fit_ids:
+        raise ValueError(f"fold {fold}: the blend runs {blend['fmri'].path} hold out participants that "
+                         "this fold does not train on (other outer folds?)")
     if len(merged) < MIN_BLEND:
         return {"source": f"in sample: only {len(merged)} validation participants (< {MIN_BLEND})",
                 "n": int(len(merged))}
@@ -327,7 +333,9 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
         model.load_branches(_pretrained_branches(pretrained.runs, split, cohort.participants),
                             cfg.fusion_encoders)
         if pretrained.blend and getattr(model, "late", None) is not None:
-            late_fit = blend_weights(pretrained.blend, split.name)
+            ids = cohort.participants["participant_id"].astype(str).to_numpy()
+            training = set(ids[np.concatenate([split.fit_rows, split.val_rows])])
+            late_fit = blend_weights(pretrained.blend, split.name, training)
             if "w_fmri" in late_fit:
                 model.set_late_weights(late_fit, split.scaler)
     if test_cohort is not None:

@@ -13,9 +13,12 @@ from amage_core.config import load_profile
 
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory):
-    root = tmp_path_factory.mktemp("wfattr")
+    return _profile(tmp_path_factory.mktemp("wfattr"))
+
+
+def _profile(root, n_subjects: int = 32):
     spec = {"name": "wfattr", "workdir": str(root / "data"),
-            "cohorts": {"c": {"source": "synthetic", "synth": {"preset": "camcan-like", "n_subjects": 32, "seed": 0,
+            "cohorts": {"c": {"source": "synthetic", "synth": {"preset": "camcan-like", "n_subjects": n_subjects, "seed": 0,
                                                                "voxel_size": 8.0, "n_bold_nifti": 0, "n_volumes": 120}}},
             "prep": {"atlas": "dosenbach160", "t1_shape": [16, 20, 16], "n_jobs": 1, "min_volumes": 100},
             "graph": {"sparsify": "topk", "topk": 4},
@@ -50,3 +53,19 @@ def test_where_and_seed_select_the_run_that_is_explained(profile):
     assert np.isfinite(occ.get("t1_occlusion")).all()
     with pytest.raises(ValueError, match="cross-validation"):
         wf.attributions(profile, "c", "amagenet", test_cohort="c")
+
+
+@pytest.mark.slow
+def test_seed_runs_of_a_fusion_share_one_pair_of_blend_runs(tmp_path):
+    """Every training seed trains its own branches and fusion, on the same outer folds; the late
+    weights of all seeds come from one pair of blend runs (the first seed's), fit per fold."""
+    import json
+
+    prof = _profile(tmp_path, n_subjects=110)     # blend split of a training fold: >= 10 (cv.MIN_BLEND)
+    seeds = wf.seed_runs(prof, "c", "amagenet", seeds=2, progress=False)
+    runs = sorted((tmp_path / "data" / "runs").iterdir())
+    branch = {name: [r for r in runs if r.name.startswith(f"c-{name}-")] for name in ("fmri", "smri")}
+    assert len(branch["fmri"]) == len(branch["smri"]) == 3             # 2 seeds + 1 blend run each
+    fits = [json.loads((run.path / "fold-0" / "fit.json").read_text())["late_fusion"] for run in seeds.runs]
+    assert fits[0]["w_fmri"] == fits[1]["w_fmri"] and fits[0]["n"] == fits[1]["n"] > 0
+    assert _test_folds(seeds.runs[0]).equals(_test_folds(seeds.runs[1]))

@@ -233,7 +233,11 @@ def test_blend_weights_are_fit_out_of_sample_and_fixed(tmp_path, repo):
         pd.DataFrame({"participant_id": [f"sub-{i}" for i in range(40)], "age": age,
                       "predicted_age": pred}).to_csv(fold / VAL_PREDICTIONS, sep="\t", index=False)
         blend[branch] = SimpleNamespace(path=tmp_path / branch)
-    fit = blend_weights(blend, "0")
+    ids = {f"sub-{i}" for i in range(40)}
+    fit = blend_weights(blend, "0", fit_ids=ids | {"sub-other"})
+    assert fit == blend_weights(blend, "0")
+    with pytest.raises(ValueError, match="does not train on"):     # held out of another fold's training
+        blend_weights(blend, "0", fit_ids=ids - {"sub-3"})
     assert fit["n"] == 40 and fit["w_structural"] > 0.8 and fit["w_fmri"] < 0.2      # trusts the better branch
     x = np.c_[fmri, smri]
     combined = x @ [fit["w_fmri"], fit["w_structural"]] + fit["intercept_years"]
