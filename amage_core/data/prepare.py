@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from functools import partial
 import math
 import os
 import re
@@ -54,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from amage_core.config import PrepConfig, to_dict
+from amage_core.parallel import local_process_backend, orphan_safe
 from amage_core.data.cohort import (COHORT_FILES, PARTICIPANT_COLUMNS, PreparedCohort,
                                     finalize_cohort, load_cohort, stream_npy)
 from amage_core.data.qc import (INVALID_ID, MISSING_MODALITY, UNREADABLE_TABLE, QCError, check_age,
@@ -410,7 +412,10 @@ def prepare_cohort(source: str, root: str | Path, out: str | Path, cfg: PrepConf
                 continue
             todo.append(r)
         n_cols = len(scan.table_columns)
-        jobs = (delayed(prepare_participant)(r, cfg, atlas, modalities, n_cols, part_dir(parts, r), inputs[r.key])
+        # workers that exit when this process is killed (else they go on writing parts/ as orphans)
+        watched = (partial(orphan_safe, os.getpid(), prepare_participant) if local_process_backend()
+                   else prepare_participant)
+        jobs = (delayed(watched)(r, cfg, atlas, modalities, n_cols, part_dir(parts, r), inputs[r.key])
                 for r in todo)
         runner = Parallel(n_jobs=cfg.n_jobs, return_as="generator_unordered")
         for _ in tqdm(runner(jobs), total=len(todo), disable=not progress or not todo,

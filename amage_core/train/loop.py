@@ -52,6 +52,7 @@ from torch.utils.data import DistributedSampler
 
 from amage_core.config import TrainConfig, to_dict
 from amage_core.io import atomic_write, remove_stale_temporaries, stable_hash
+from amage_core.parallel import orphan_safe
 from amage_core.train import distributed
 
 CHECKPOINT = "checkpoint.pt"
@@ -435,30 +436,8 @@ def _with_threads(threads: int, fn, *args):
 
 
 def _in_worker(parent: int, threads: int, fn, *args):
-    """Run a job in a worker process that exits at once if ``parent`` dies (a parent killed with
-    SIGKILL cannot stop its loky workers, which would otherwise go on computing and writing)."""
-    _exit_with_parent(parent)
-    return _with_threads(threads, fn, *args)
-
-
-_WATCHED: set[int] = set()
-
-
-def _exit_with_parent(parent: int, interval: float = 0.5) -> None:
-    import os
-    import threading
-
-    if parent in _WATCHED or os.getpid() == parent:
-        return
-    _WATCHED.add(parent)
-
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent:
-                os._exit(3)
-            time.sleep(interval)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    """Run a job in a worker process that exits at once if ``parent`` dies (``amage_core.parallel``)."""
+    return orphan_safe(parent, _with_threads, threads, fn, *args)
 
 
 def _encoded_once(model: nn.Module, dataset, batch_size: int, device: torch.device):
