@@ -250,6 +250,10 @@ class TrainConfig:
     seeds: int = 1                   # deep models: training seeds run by workflow.seed_runs (seed, seed+1, ...)
     protocol: Literal["nested", "released-code"] = "nested"
     augment: bool = False
+    # a fusion stage on frozen encoders encodes each training participant once per view: the plain
+    # image and, with ``augment``, this many augmented draws (those of epochs 1..N), cycled through
+    # the epochs (= epochs: exactly the encoders run on every batch, at full cost)
+    encoded_views: int = 4
     amp: bool = True                 # bf16 autocast on CUDA only
     device: str = "auto"
     num_workers: int = 0

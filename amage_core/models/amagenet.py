@@ -220,17 +220,19 @@ class BrainAgeModel(nn.Module):
         return self.fusion is not None and all(name in self.frozen for name in self.encoder_names)
 
     @contextlib.contextmanager
-    def cached_encodings(self, dataset, batch_size: int, device: torch.device) -> Iterator[None]:
-        """Encode every participant of ``dataset`` once with the frozen encoders; inside the
-        ``with`` block, a batch whose participants (``batch.idx``) were all encoded reads their
-        encodings instead of running the encoders (the batch may then carry only ``idx`` and ``y``).
-        Other batches run the encoders as usual. Training the fusion stage on frozen encoders thus
-        costs the fusion and head only (``train.loop.fit`` uses it)."""
+    def cached_encodings(self, plain, augmented=None, n_augmented: int = 0, batch_size: int = 16,
+                         device: torch.device | str = "cpu") -> Iterator[EncodingCache]:
+        """Encode every participant of ``plain`` once with the frozen encoders (and ``n_augmented``
+        draws of ``augmented``: :meth:`EncodingCache.of`); inside the ``with`` block, a batch whose
+        participants (``batch.idx``) were all encoded reads their encodings instead of running the
+        encoders (the batch may then carry only ``idx`` and ``y``); other batches run the encoders
+        as usual. Training the fusion stage on frozen encoders thus costs the fusion and head only
+        (``train.loop.fit`` uses it, and sets the epoch on the yielded cache)."""
         if not self.encoders_frozen:
             raise ValueError("cached_encodings needs a fusion model with every encoder frozen")
-        self._encoded = EncodingCache.of(self, dataset, batch_size, device)
+        self._encoded = EncodingCache.of(self, plain, augmented, n_augmented, batch_size, device)
         try:
-            yield
+            yield self._encoded
         finally:
             self._encoded = None
 
@@ -252,7 +254,7 @@ class BrainAgeModel(nn.Module):
 
         Returns a :class:`ModelOutput` with pred (B,).
         """
-        cached = self._encoded.lookup(batch.idx) if self._encoded is not None else None
+        cached = self._encoded.lookup(batch.idx, self.training) if self._encoded is not None else None
         if cached is not None:
             return self.readout(*cached)
         return self.readout(self.encode_fmri(batch), self.encode_structural(batch))
@@ -297,39 +299,54 @@ class BrainAgeModel(nn.Module):
 
 @dataclass
 class EncodingCache:
-    """The frozen encoders' output for a set of participants: rows (N,) cohort rows; fMRI and
-    structural tokens (N, T, d), embeddings (N, d) and token masks (N, T) or ``None``."""
+    """The frozen encoders' output for a set of participants, in one or more views: view 0 the
+    plain inputs, views 1..V augmented draws. rows (N,) cohort rows; per view, fMRI and structural
+    tokens (N, T, d), embeddings (N, d) and token masks (N, T) or ``None``. In training mode a
+    batch reads view :attr:`train_view` (:meth:`set_epoch`), in eval mode view 0."""
 
     rows: Tensor
-    fmri: tuple[Tensor, Tensor, Tensor | None]
-    structural: tuple[Tensor, Tensor, Tensor | None]
+    views: list[tuple[tuple, tuple]]                  # view -> (fMRI, structural) (tokens, embedding, mask)
     position: dict[int, int] = field(init=False)      # cohort row -> index in the arrays
+    train_view: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.position = {row: i for i, row in enumerate(self.rows.tolist())}
+        self.set_epoch(1)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training epoch ``epoch`` (1-based) reads augmented view ``1 + (epoch - 1) % V`` (the
+        plain view when there is no augmented one)."""
+        augmented = len(self.views) - 1
+        self.train_view = 1 + (epoch - 1) % augmented if augmented else 0
 
     @classmethod
     @torch.no_grad()
-    def of(cls, model: BrainAgeModel, dataset, batch_size: int, device: torch.device) -> EncodingCache:
+    def of(cls, model: BrainAgeModel, plain, augmented=None, n_augmented: int = 0,
+           batch_size: int = 16, device: torch.device | str = "cpu") -> EncodingCache:
+        """Encode ``plain`` (the dataset without augmentation) and, when ``augmented`` is given,
+        ``n_augmented`` draws of it (``augmented.set_epoch(v)`` for v = 1..n: the draws those
+        training epochs would see). The same participants, in the same order, in every view."""
         from torch_geometric.loader import DataLoader
 
-        rows, parts = [], {"fmri": [], "structural": []}
-        with torch.random.fork_rng(devices=[]):     # a DataLoader draws a seed: leave training's RNG alone
+        def encode(dataset):
+            rows, parts = [], {"fmri": [], "structural": []}
             for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
                 batch = batch.to(device)
                 rows.append(batch.idx)
                 for name, encoding in (("fmri", model.encode_fmri(batch)),
                                        ("structural", model.encode_structural(batch))):
                     parts[name].append((encoding.tokens, encoding.embedding, encoding.mask))
+            return torch.cat(rows), (_stacked(parts["fmri"]), _stacked(parts["structural"]))
 
-        def stacked(items):
-            tokens, embedding, mask = zip(*items)
-            return (torch.cat(tokens), torch.cat(embedding),
-                    None if mask[0] is None else torch.cat(mask))
+        with torch.random.fork_rng(devices=[]):     # a DataLoader draws a seed: leave training's RNG alone
+            rows, view = encode(plain)
+            views = [view]
+            for epoch in range(1, (n_augmented if augmented is not None else 0) + 1):
+                augmented.set_epoch(epoch)
+                views.append(encode(augmented)[1])
+        return cls(rows, views)
 
-        return cls(torch.cat(rows), stacked(parts["fmri"]), stacked(parts["structural"]))
-
-    def lookup(self, idx: Tensor) -> tuple[GraphEncoding, Encoding] | None:
+    def lookup(self, idx: Tensor, training: bool) -> tuple[GraphEncoding, Encoding] | None:
         """The encodings of participants ``idx`` (B,), in that order; ``None`` unless all are cached."""
         try:
             take = torch.tensor([self.position[row] for row in idx.tolist()], device=self.rows.device)
@@ -339,9 +356,13 @@ class EncodingCache:
         def rows_of(tokens, embedding, mask):
             return tokens[take], embedding[take], None if mask is None else mask[take]
 
-        tokens, embedding, mask = rows_of(*self.fmri)
-        structural = Encoding(*rows_of(*self.structural))
-        return GraphEncoding(tokens, embedding, mask), structural
+        fmri, structural = self.views[self.train_view if training else 0]
+        return GraphEncoding(*rows_of(*fmri)), Encoding(*rows_of(*structural))
+
+
+def _stacked(items: list[tuple]) -> tuple:
+    tokens, embedding, mask = zip(*items)
+    return torch.cat(tokens), torch.cat(embedding), None if mask[0] is None else torch.cat(mask)
 
 
 def _prefixed(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:

@@ -15,8 +15,10 @@ The recipe (:class:`~amage_core.config.TrainConfig`), the same for every deep va
   that lag the weights;
 - MSE on the scaled age (``amage_core.train.scaler``; standardised in the recipe);
 - a fusion model on frozen pretrained encoders (``model.encoders_frozen``) encodes every training
-  participant once, without augmentation, and trains its fusion stage on those encodings
-  (``BrainAgeModel.cached_encodings``): the encoders' cost is paid once, not every epoch.
+  participant once per view, the plain inputs and (with ``augment``) ``encoded_views`` augmented
+  draws, and trains its fusion stage on those encodings, one augmented view per epoch in turn
+  (``BrainAgeModel.cached_encodings``): the encoders run ``1 + encoded_views`` times, not every
+  epoch; ``encoded_views = epochs`` is exactly the encoders run on every batch.
 
 ``selection="last"`` (the recipe) keeps the final EMA weights; an optional ``val_set`` is evaluated
 after every epoch only to draw the learning curve. ``selection="best"`` keeps the epoch with the
@@ -120,9 +122,11 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
     device = resolve_device(cfg.device)
     encoded = None
     if getattr(model, "encoders_frozen", False):
-        # the fusion stage on frozen encoders: every participant is encoded once (without
-        # augmentation) and the training batches carry labels only
-        encoded = getattr(train_set, "without_augmentation", lambda: train_set)()
+        # the fusion stage on frozen encoders: every participant is encoded once per view (plain,
+        # and cfg.encoded_views augmented draws) and the training batches carry labels only
+        plain = getattr(train_set, "without_augmentation", lambda: train_set)()
+        augmented = train_set if plain is not train_set else None
+        encoded = (plain, augmented, min(cfg.encoded_views, cfg.epochs))
         train_set = getattr(train_set, "labels_only", lambda: train_set)()
     channels_last = device.type == "cuda" and "smri" in getattr(model, "modalities", ())
     model.to(device)
@@ -163,13 +167,14 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
     writer = _tensorboard(out_dir) if out_dir is not None and ctx.is_main else None
     bar = tqdm(range(state.epoch + 1, cfg.epochs + 1), desc=desc, unit="epoch", leave=False,
                disable=not (progress and ctx.is_main))
-    with _deterministic(cfg.deterministic), _encoded_once(model, encoded, cfg.batch_size, device):
+    with _deterministic(cfg.deterministic), _encoded_once(model, encoded, cfg.batch_size, device) as cache:
         for epoch in bar:
             start = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             sampler.set_epoch(epoch)
-            if hasattr(train_set, "set_epoch"):
-                train_set.set_epoch(epoch)
+            for epoch_aware in (train_set, cache):
+                if hasattr(epoch_aware, "set_epoch"):
+                    epoch_aware.set_epoch(epoch)
             train_loss = _train_epoch(train_model, loader, optimizer, scheduler, ema, model, device,
                                       cfg, channels_last)
             last = epoch == cfg.epochs
@@ -440,11 +445,13 @@ def _in_worker(parent: int, threads: int, fn, *args):
     return orphan_safe(parent, _with_threads, threads, fn, *args)
 
 
-def _encoded_once(model: nn.Module, dataset, batch_size: int, device: torch.device):
-    """``model.cached_encodings`` over ``dataset`` (no-op when ``dataset`` is ``None``)."""
-    if dataset is None:
+def _encoded_once(model: nn.Module, encoded: tuple | None, batch_size: int, device: torch.device):
+    """``model.cached_encodings(plain, augmented, n_augmented)`` (a no-op yielding ``None`` when
+    ``encoded`` is ``None``)."""
+    if encoded is None:
         return contextlib.nullcontext()
-    return model.cached_encodings(dataset, batch_size, device)
+    plain, augmented, n_augmented = encoded
+    return model.cached_encodings(plain, augmented, n_augmented, batch_size, device)
 
 
 @contextlib.contextmanager

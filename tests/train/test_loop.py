@@ -167,9 +167,13 @@ def test_bf16_autocast_only_on_gpus_that_compute_it_natively(monkeypatch):
     assert isinstance(loop._autocast(torch.device("cpu"), True), contextlib.nullcontext)
 
 
-def test_frozen_encoders_are_run_once_and_give_the_same_fit(cohort, graph_cfg, repo, monkeypatch):
-    """A fusion model on frozen encoders encodes each training participant once (not every step),
-    and reaches the weights it reaches when the encoders run on every batch."""
+@pytest.mark.parametrize("augment", [False, True])
+def test_frozen_encoders_are_run_once_per_view_and_give_the_same_fit(cohort, graph_cfg, repo, monkeypatch,
+                                                                      augment):
+    """A fusion model on frozen encoders encodes each training participant once per view (not every
+    step): without augmentation one plain view; with it, views of the augmented draws of epochs
+    1..encoded_views, so with encoded_views = epochs it reaches exactly the weights it reaches when
+    the encoders run on every batch."""
     from amage_core.config import load_profile
     from amage_core.models import build_model
     from amage_core.models.amagenet import BrainAgeModel
@@ -179,11 +183,12 @@ def test_frozen_encoders_are_run_once_and_give_the_same_fit(cohort, graph_cfg, r
     part = cohort.participants
     rows = np.arange(24)
     scaler = AgeScaler.fit(part["age"].iloc[rows], part["participant_id"].iloc[rows])
-    data = CohortDataset(cohort, rows, graph_cfg, scaler, frozenset({"fmri", "smri"}))
+    data = CohortDataset(cohort, rows, graph_cfg, scaler, frozenset({"fmri", "smri"}), augment=augment, seed=3)
     torch.manual_seed(0)
     branches = {"fmri": build_model(replace(profile.model, variant="fmri"), spec).state_dict(),
                 "structural": build_model(replace(profile.model, variant="smri"), spec).state_dict()}
-    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-2, seed=0, device="cpu", ema_epochs=1)
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-2, seed=0, device="cpu", ema_epochs=1, augment=augment,
+                      encoded_views=3)
     fitted, calls = [], []
     for cached in (True, False):
         if not cached:
@@ -196,7 +201,8 @@ def test_frozen_encoders_are_run_once_and_give_the_same_fit(cohort, graph_cfg, r
         loop.fit(model, data, None, cfg, progress=False)
         fitted.append(model.state_dict())
         calls.append(sum(seen))
-    assert calls[0] == len(rows)                  # every participant once
+    views = 1 + (cfg.encoded_views if augment else 0)
+    assert calls[0] == views * len(rows)          # every participant once per view
     assert calls[1] >= cfg.epochs * len(rows)     # every participant at every epoch
     for key, value in fitted[1].items():
         torch.testing.assert_close(fitted[0][key], value, rtol=1e-4, atol=1e-5, msg=key)
