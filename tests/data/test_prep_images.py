@@ -124,3 +124,18 @@ def test_t1_bad_inputs_and_the_authors_resize(tmp_path):
         smri.participant_t1(rec, fx.cfg(t1_source="fmriprep"))
     with pytest.raises(QCError, match="missing modality: T1 in MNI space .*no raw T1w"):
         smri.participant_t1(ParticipantRecord("sub-01", 30.0, "F", "t"), fx.cfg())
+
+
+def test_bold_with_confounds_of_another_length_is_excluded(tmp_path):
+    """The BOLD route: fMRIPrep confounds with fewer rows than the BOLD has volumes (a truncated or
+    mismatched file) exclude the participant, naming the BOLD and both lengths, instead of being
+    applied to the wrong volumes."""
+    deriv = tmp_path / "derivatives"
+    bold = fx.fmriprep_bold(deriv, "sub-01", 120, seed=3)
+    fx.fmriprep_confounds(deriv, "sub-01", 100, fd=0.1)             # overwrites: 100 rows
+    atlas = _atlas(["r0", "r1"])
+    with pytest.raises(QCError) as err:
+        fmri.bold_timeseries(bold, atlas, fx.cfg(), "sub-01")
+    reason = err.value.reason
+    assert err.value.participant == "sub-01" and err.value.file == str(bold)
+    assert reason.startswith("mismatched length") and "100" in reason and "120" in reason, reason
