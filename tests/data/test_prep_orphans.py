@@ -2,16 +2,14 @@
 computing and writing parts/ as orphans (the same guard as training's fold workers)."""
 from __future__ import annotations
 
-import signal
-import subprocess
+import os
 import sys
 import textwrap
-import time
 
 import pytest
 
 import prep_fixtures as pf
-from amage_core.config import PrepConfig
+from orphan_check import workers_die_with_parent
 
 SCRIPT = textwrap.dedent("""
     import os, sys, time
@@ -30,15 +28,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _alive(pid: int) -> bool:
-    from pathlib import Path
-
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"    # a zombie is dead
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_prep_workers_exit_when_the_preparation_is_killed(tmp_path):
     root = pf.build_xcpd_cohort(tmp_path / "ds", 4, n_vol=40)
@@ -46,28 +35,13 @@ def test_prep_workers_exit_when_the_preparation_is_killed(tmp_path):
     pids.mkdir()
     script = tmp_path / "parent.py"
     script.write_text(SCRIPT)
-    parent = subprocess.Popen([sys.executable, str(script), str(root), str(tmp_path / "out"), str(pids)])
-    try:
-        deadline = time.time() + 90
-        while len(list(pids.glob("*.pid"))) < 2 and time.time() < deadline:
-            time.sleep(0.2)
-        workers = [int(p.read_text()) for p in pids.glob("*.pid")]
-        assert len(workers) == 2, "the participant workers did not start"
-        assert all(_alive(p) for p in workers)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
-        deadline = time.time() + 10
-        while any(_alive(p) for p in workers) and time.time() < deadline:
-            time.sleep(0.2)
-        assert not any(_alive(p) for p in workers), "prep workers outlived their killed parent"
-    finally:
-        parent.kill()
+    workers_die_with_parent([sys.executable, str(script), str(root), str(tmp_path / "out"), str(pids)], pids, 2,
+                            "prep workers")
 
 
 def test_sequential_preparation_watches_nothing():
     """With one job the participants are prepared in this process: nothing to watch."""
     from amage_core import parallel
 
-    assert parallel.orphan_safe(__import__("os").getpid(), lambda x: x + 1, 1) == 2
+    assert parallel.orphan_safe(os.getpid(), lambda x: x + 1, 1) == 2
     assert parallel.local_process_backend()          # joblib's default: loky, child processes
-    assert PrepConfig().n_jobs >= 1
