@@ -120,13 +120,14 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
         raise ValueError(f"{desc}: selection='best' needs a non-empty validation set")
     ctx = distributed.context()
     device = resolve_device(cfg.device)
-    encoded = None
+    encodings = contextlib.nullcontext()      # entered with the epochs; yields the cache or None
     if getattr(model, "encoders_frozen", False):
         # the fusion stage on frozen encoders: every participant is encoded once per view (plain,
         # and cfg.encoded_views augmented draws) and the training batches carry labels only
         plain = getattr(train_set, "without_augmentation", lambda: train_set)()
         augmented = train_set if plain is not train_set else None
-        encoded = (plain, augmented, min(cfg.encoded_views, cfg.epochs))
+        encodings = model.cached_encodings(plain, augmented, min(cfg.encoded_views, cfg.epochs),
+                                           cfg.batch_size, device)
         train_set = getattr(train_set, "labels_only", lambda: train_set)()
     channels_last = device.type == "cuda" and "smri" in getattr(model, "modalities", ())
     model.to(device)
@@ -167,7 +168,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
     writer = _tensorboard(out_dir) if out_dir is not None and ctx.is_main else None
     bar = tqdm(range(state.epoch + 1, cfg.epochs + 1), desc=desc, unit="epoch", leave=False,
                disable=not (progress and ctx.is_main))
-    with _deterministic(cfg.deterministic), _encoded_once(model, encoded, cfg.batch_size, device) as cache:
+    with _deterministic(cfg.deterministic), encodings as cache:
         for epoch in bar:
             start = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
@@ -443,15 +444,6 @@ def _with_threads(threads: int, fn, *args):
 def _in_worker(parent: int, threads: int, fn, *args):
     """Run a job in a worker process that exits at once if ``parent`` dies (``amage_core.parallel``)."""
     return orphan_safe(parent, _with_threads, threads, fn, *args)
-
-
-def _encoded_once(model: nn.Module, encoded: tuple | None, batch_size: int, device: torch.device):
-    """``model.cached_encodings(plain, augmented, n_augmented)`` (a no-op yielding ``None`` when
-    ``encoded`` is ``None``)."""
-    if encoded is None:
-        return contextlib.nullcontext()
-    plain, augmented, n_augmented = encoded
-    return model.cached_encodings(plain, augmented, n_augmented, batch_size, device)
 
 
 @contextlib.contextmanager
