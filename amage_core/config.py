@@ -273,6 +273,11 @@ class TrainConfig:
     # split's (needs val_fraction > 0; the released-code protocol always uses the training fold's)
     bias_fit: Literal["validation", "training"] = "training"
 
+    @property
+    def outer_fold_seed(self) -> int:
+        """The seed that draws the outer folds: ``fold_seed``, or ``seed`` when it is ``None``."""
+        return self.seed if self.fold_seed is None else self.fold_seed
+
     def __post_init__(self) -> None:
         if self.fold_workers < 1:
             raise ConfigError(f"fold_workers: must be at least 1 (got {self.fold_workers})")

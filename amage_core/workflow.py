@@ -126,9 +126,8 @@ def run(
             # one pair of blend runs per set of outer folds, shared by every training seed (seed
             # runs share their folds): the late weights weigh the branches by how well each
             # predicts unseen participants, which the first seed's blend runs measure for all
-            folds = train_cfg.seed if train_cfg.fold_seed is None else train_cfg.fold_seed
-            blend = {**(train or {}), "val_fraction": train_cfg.blend_fraction, "seed": folds,
-                     "fold_seed": None}
+            blend = {**(train or {}), "val_fraction": train_cfg.blend_fraction,
+                     "seed": train_cfg.outer_fold_seed, "fold_seed": None}
             pretrained.blend = branch_runs(prof, cohort, model_cfg, train=blend, **options)
     data = prepared(prof, cohort, progress, where)
     test = prepared(prof, test_cohort, progress, test_where) if test_cohort else None
@@ -181,7 +180,7 @@ def seed_runs(profile: str | Profile, cohort: str, model: str, seeds: int | None
     for i in range(n):
         options = dict(train or {})
         if i:
-            options.update(seed=base.seed + 1000 * i, fold_seed=base.seed)
+            options.update(seed=base.seed + 1000 * i, fold_seed=base.outer_fold_seed)
         runs.append(run(prof, cohort, model, train=options, **run_options))
     return SeedRuns(model, [base.seed + 1000 * i for i in range(n)], runs)
 

@@ -99,8 +99,7 @@ def plan_folds(cohort: PreparedCohort, cfg: TrainConfig, test_cohort: PreparedCo
         ids = pd.unique(test_cohort.participants["participant_id"].astype(str))
         return pd.DataFrame({"participant_id": ids, "fold": EXTERNAL})
     if assignment is None:
-        seed = cfg.seed if cfg.fold_seed is None else cfg.fold_seed
-        assignment = assign_folds(cohort.participants, cfg.folds, seed, cfg.age_bins)
+        assignment = assign_folds(cohort.participants, cfg.folds, cfg.outer_fold_seed, cfg.age_bins)
     table = assignment[["participant_id", "fold"]].astype(str).drop_duplicates()
     if table["participant_id"].duplicated().any():
         raise ValueError("the fold assignment gives a participant several folds")
@@ -182,7 +181,7 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
     extra = {"data_path": str(cohort.root),
              "test_data_path": str(test_cohort.root) if test_cohort is not None else None,
              "runtime": {k: getattr(train_cfg, k) for k in RUNTIME_FIELDS},
-             "seeds": {"folds": train_cfg.seed if train_cfg.fold_seed is None else train_cfg.fold_seed,
+             "seeds": {"folds": train_cfg.outer_fold_seed,
                        **{f"fold-{n}": fold_split_seed(train_cfg, n) for n in names}}}
     config_hash = run.start(identity, extra)
     run.write_folds(fold_table)
