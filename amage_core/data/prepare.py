@@ -42,12 +42,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from functools import partial
 import math
 import os
 import re
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ import numpy as np
 import pandas as pd
 
 from amage_core.config import PrepConfig, to_dict
-from amage_core.parallel import local_process_backend, orphan_safe
 from amage_core.data.cohort import (COHORT_FILES, PARTICIPANT_COLUMNS, PreparedCohort,
                                     finalize_cohort, load_cohort, stream_npy)
 from amage_core.data.qc import (INVALID_ID, MISSING_MODALITY, UNREADABLE_TABLE, QCError, check_age,
@@ -63,6 +62,7 @@ from amage_core.data.qc import (INVALID_ID, MISSING_MODALITY, UNREADABLE_TABLE, 
 from amage_core.data.sources.base import MODALITIES, ParticipantRecord
 from amage_core.io import (load_npy, read_json, remove_stale_temporaries, stable_hash, write_json,
                            write_npy, write_tsv)
+from amage_core.parallel import local_process_backend, orphan_safe
 
 PARTS = "parts"
 STATE = "state.json"
