@@ -240,6 +240,10 @@ class TrainConfig:
     # the late-fusion weights are fit out of sample on the validation predictions of a second set
     # of branch runs that hold out this fraction of each training fold (0: learnt in sample)
     blend_fraction: float = 0.2
+    # epochs of the fusion stage (with blend runs): "blend-split" chooses 0..epochs (0: the blend
+    # alone) where the test situation is mirrored, on the blend runs' held-out participants
+    # (train.cv.choose_fusion_epochs); "all" trains every epoch
+    fusion_epochs: Literal["blend-split", "all"] = "blend-split"
     folds: int = 5
     # inner validation split of each training fold: monitors the learning curve (and, with
     # bias_fit="validation", fits the bias correction); it never chooses an epoch. 0: none, the

@@ -313,7 +313,10 @@ def fusion_weights(run) -> pd.DataFrame:
     """Per fold of a fusion run: the residual late-fusion path's learned weights on the fMRI and the
     structural branch (``late.weight``; they start at 0.5 and 0.5) and bias, and the spread of the
     gate across that fold's test participants (mean, SD, 5th and 95th percentile of each
-    participant's mean gate value)."""
+    participant's mean gate value); with the fusion stage's epochs chosen on the blend split
+    (``train.cv.choose_fusion_epochs``), the epochs kept and the held-out loss (scaled age) of the
+    blend alone (epoch 0) and of the kept epoch."""
+    from amage_core.io import read_json
     from amage_core.train.cv import fold_weights
 
     runs = getattr(run, "runs", [run])
@@ -328,6 +331,11 @@ def fusion_weights(run) -> pd.DataFrame:
                 w = weights["late.weight"].tolist()
                 row.update({"w fMRI": round(w[0], 3), "w structural": round(w[1], 3),
                             "bias": round(float(weights["late.bias"]), 3)})
+            chosen = read_json(fold_dir / "fit.json").get("fusion_epochs")
+            if chosen:
+                losses = chosen["val_loss"]
+                row.update({"fusion epochs": chosen["epochs"], "held-out loss, blend": round(losses[0], 4),
+                            "held-out loss, kept": round(losses[chosen["epochs"]], 4)})
             if gates:
                 g = r.predictions.loc[r.predictions["fold"].astype(str) == fold, gates].mean(axis=1)
                 row.update({"gate mean": round(float(g.mean()), 3), "gate SD": round(float(g.std(ddof=1)), 3),

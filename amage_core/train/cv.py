@@ -20,7 +20,12 @@ how much each branch counts, which the training participants cannot tell (every 
 well): with ``blend`` runs (the same branches trained with an inner validation split,
 ``TrainConfig.blend_fraction``) they are fit out of sample, by non-negative least squares on the
 blend runs' validation predictions, and kept fixed; the cross-attention and the gate then learn a
-correction on the training fold.
+correction on the training fold. That correction reads encodings of participants the frozen encoders
+were trained on, which fit far better than a test participant's, so it over-fits: how many epochs
+it trains (0: the blend alone) is chosen on the blend split (:func:`choose_fusion_epochs`,
+``TrainConfig.fusion_epochs``), where a fusion
+stage on the blend runs' encoders trains on their fit participants and is scored on their held-out
+ones, as the real one is on the test fold; the real fit keeps its weights of that epoch.
 
 A run whose folds keep an inner validation split writes its predictions of those participants to
 ``fold-<k>/val_predictions.tsv`` (participant_id, age, predicted_age).
@@ -297,6 +302,87 @@ def fold_weights(run_path: Path, fold: str) -> dict:
     return weights
 
 
+FUSION_EPOCHS = "fusion-epochs"     # fold subfolder of the fit that chooses the fusion stage's epochs
+
+
+def _built(build: ModelFactory | None, model_cfg: ModelConfig, cohort: PreparedCohort,
+           fit_rows: np.ndarray, cfg: TrainConfig) -> nn.Module:
+    """A new model for ``cohort``, initialised from ``cfg.seed`` (FC statistics of ``fit_rows``
+    when ``cfg.standardize_fc``)."""
+    if build is None:
+        from amage_core.models import build_model as build
+
+    torch.manual_seed(cfg.seed)
+    model = build(model_cfg, input_spec(cohort))
+    if cfg.standardize_fc and "fmri" in model.modalities and hasattr(model, "set_input_statistics"):
+        model.set_input_statistics(torch.from_numpy(np.asarray(cohort.connectivity[fit_rows],
+                                                               dtype=np.float32)))
+    return model
+
+
+def choose_fusion_epochs(split: FoldSplit, cohort: PreparedCohort, model_cfg: ModelConfig, cfg: TrainConfig,
+                  graph_cfg: GraphConfig, blend: dict[str, RunResult], late_fit: dict,
+                  build: ModelFactory | None, caches: dict[int, dict], out_dir: Path, resume: bool,
+                  progress: bool) -> dict:
+    """How many epochs the fusion stage of fold ``split.name`` trains (the module docstring says why).
+
+    A fusion model starts from the blend runs' fold models (encoders trained on their fit
+    participants, late weights ``late_fit``), trains with the recipe on those fit participants and
+    is scored after every epoch on the blend runs' validation participants, whose encodings are out
+    of sample as a test participant's are. Epoch 0 is the blend alone. The lowest validation loss
+    wins (the earliest on ties). Every participant involved belongs to the fold's training part.
+    Returns ``{"epochs", "val_loss" (epochs 0..E, scaled age), "n_fit", "n_val"}``."""
+    from amage_core.train.loop import evaluate_loss, resolve_device
+
+    part = cohort.participants
+    fit_rows, val_rows, scaler = _blend_split(blend, split, part)
+    model = _built(build, model_cfg, cohort, fit_rows, cfg)
+    model.load_branches({branch: fold_weights(run.path, split.name) for branch, run in blend.items()},
+                        cfg.fusion_encoders)
+    model.set_late_weights(late_fit, scaler)
+    modalities = frozenset(model.modalities)
+    cache = caches.setdefault(id(cohort), {})
+    train_set = CohortDataset(cohort, fit_rows, graph_cfg, scaler, modalities, augment=cfg.augment,
+                              seed=split.seed, graph_cache=cache)
+    val_set = CohortDataset(cohort, val_rows, graph_cfg, scaler, modalities, seed=split.seed,
+                            graph_cache=cache)
+    start = evaluate_loss(model, val_set, cfg, resolve_device(cfg.device))
+    guard = {"model": to_dict(model_cfg), "graph": to_dict(graph_cfg), "late": late_fit,
+             "blend": {branch: _run_hash(run) for branch, run in blend.items()},
+             "fit": stable_hash(participant_keys(part, fit_rows).tolist()),
+             "val": stable_hash(participant_keys(part, val_rows).tolist())}
+    result = fit(model, train_set, val_set, cfg, out_dir, resume=resume, progress=progress,
+                 fingerprint_extra=guard, desc=f"fold {split.name} fusion epochs")
+    losses = [start, *result.history["val_loss"].astype(float)]
+    return {"epochs": int(np.nanargmin(losses)), "val_loss": [_json_float(v) for v in losses],
+            "n_fit": int(len(fit_rows)), "n_val": int(len(val_rows))}
+
+
+def _blend_split(blend: dict[str, RunResult], split: FoldSplit, part: pd.DataFrame
+                 ) -> tuple[np.ndarray, np.ndarray, AgeScaler]:
+    """(fit rows, validation rows, age scaler) of the blend runs' fold ``split.name`` (the same in
+    both branches, and inside the fold's training part), as rows of ``part``."""
+    from amage_core.io import read_json
+
+    roles, scalers = [], []
+    for result in blend.values():
+        fold_dir = Path(result.path) / f"fold-{split.name}"
+        table = pd.read_csv(fold_dir / "split.tsv", sep="\t", dtype={"participant_id": str})
+        roles.append({role: frozenset(table.loc[table["role"] == role, "participant_id"])
+                      for role in ("fit", "val")})
+        scalers.append(read_json(fold_dir / "scaler.json"))
+    if any(r != roles[0] for r in roles) or any(s != scalers[0] for s in scalers):
+        raise ValueError(f"fold {split.name}: the blend runs {[r.path for r in blend.values()]} split "
+                         "their training participants differently")
+    ids = part["participant_id"].astype(str).to_numpy()
+    training = set(ids[split.train_rows])
+    if not roles[0]["fit"] | roles[0]["val"] <= training:
+        raise ValueError(f"fold {split.name}: the blend runs train on participants outside this fold's "
+                         "training part")
+    rows = {role: np.flatnonzero(np.isin(ids, sorted(roles[0][role]))) for role in ("fit", "val")}
+    return rows["fit"], rows["val"], AgeScaler.from_dict(scalers[0])
+
+
 def _pretrained_branches(pretrained: dict[str, RunResult], split: FoldSplit, part: pd.DataFrame) -> dict:
     """State dicts of the branches' fold ``split.name``, checked to be fit on the same participants."""
     branches = {}
@@ -316,18 +402,11 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
               config_hash: str, resume: bool, caches: dict[int, dict],
               build: ModelFactory | None, pretrained: Branches | None,
               progress: bool) -> None:
-    if build is None:
-        from amage_core.models import build_model as build
-
     source = test_cohort if test_cohort is not None else cohort
     cfg = replace(train_cfg, seed=split.seed)
-    torch.manual_seed(split.seed)
-    model = build(model_cfg, input_spec(cohort))
+    model = _built(build, model_cfg, cohort, split.fit_rows, cfg)
     modalities = frozenset(model.modalities)
-    if cfg.standardize_fc and "fmri" in modalities and hasattr(model, "set_input_statistics"):
-        model.set_input_statistics(torch.from_numpy(np.asarray(cohort.connectivity[split.fit_rows],
-                                                               dtype=np.float32)))
-    late_fit = None
+    late_fit = fusion = None
     if pretrained:
         model.load_branches(_pretrained_branches(pretrained.runs, split, cohort.participants),
                             cfg.fusion_encoders)
@@ -337,6 +416,10 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
             late_fit = blend_weights(pretrained.blend, split.name, training)
             if "w_fmri" in late_fit:
                 model.set_late_weights(late_fit, split.scaler)
+            if "w_fmri" in late_fit and cfg.fusion_epochs == "blend-split":
+                fusion = choose_fusion_epochs(split, cohort, model_cfg, cfg, graph_cfg, pretrained.blend,
+                                              late_fit, build, caches,
+                                              run.fold_dir(split.name) / FUSION_EPOCHS, resume, progress)
     if test_cohort is not None:
         check_compatible(cohort, test_cohort, modalities)
 
@@ -357,7 +440,8 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
                                                     split.val_rows if nested else split.test_rows).tolist())}
     result = fit(model, train_set, select_set, cfg, run.fold_dir(split.name), resume=resume,
                  progress=progress, fingerprint_extra=guard, desc=f"fold {split.name}",
-                 selection="last" if nested else "best")
+                 selection="last" if nested else "best",
+                 stop_after=fusion["epochs"] if fusion else None)
 
     test_pred = predict(model, test_set, cfg)
     predicted = split.scaler.inverse(test_pred.scaled)
@@ -385,6 +469,7 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
                   "epochs_run": result.epochs_run,
                   "selected_on": "none" if nested else "test",
                   "n_fit": int(len(split.fit_rows)), "n_val": int(len(split.val_rows)),
-                  "n_test": int(len(split.test_rows)), "seed": split.seed, "late_fusion": late_fit}
+                  "n_test": int(len(split.test_rows)), "seed": split.seed, "late_fusion": late_fit,
+                  "fusion_epochs": fusion}
     run.write_fold(split.name, config_hash, table, roles,
                    {"scaler": split.scaler.to_dict(), "bias": bias.to_dict(), "fit": fit_record})

@@ -101,13 +101,17 @@ def fit_fingerprint(cfg: TrainConfig, extra: Any = None) -> str:
 
 def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | None = None,
         resume: bool = False, progress: bool = True, fingerprint_extra: Any = None,
-        desc: str = "fit", selection: Literal["last", "best"] = "last") -> FitResult:
+        desc: str = "fit", selection: Literal["last", "best"] = "last",
+        stop_after: int | None = None) -> FitResult:
     """Train ``model`` on ``train_set`` with the recipe (module docstring); the kept weights stay in it.
 
     ``train_set``/``val_set`` yield PyG ``Data`` with ``y`` (scaled age); ``model(batch).pred`` is
     (B,). ``val_set`` (may be ``None`` or empty with ``selection="last"``) is evaluated after every
     epoch. With ``out_dir`` the history and a checkpoint are written there after every epoch.
     ``fingerprint_extra`` (anything JSON-able: the data split, the model config) guards resumption.
+    ``stop_after``: the schedule stays that of ``cfg.epochs``, but training stops after this epoch
+    and its (evaluated) weights are kept, the weights a full fit has at that epoch; 0 keeps the
+    starting weights (nothing is trained; the checkpoint is still written).
     """
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from torch_geometric.loader import DataLoader
@@ -115,6 +119,11 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
 
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be at least 1 (got {cfg.epochs})")
+    final = cfg.epochs if stop_after is None else stop_after
+    if not 0 <= final <= cfg.epochs:
+        raise ValueError(f"{desc}: stop_after must be in [0, epochs={cfg.epochs}] (got {stop_after})")
+    if selection == "best" and final != cfg.epochs:
+        raise ValueError(f"{desc}: stop_after and selection='best' exclude each other")
     has_val = val_set is not None and len(val_set) > 0
     if selection == "best" and not has_val:
         raise ValueError(f"{desc}: selection='best' needs a non-empty validation set")
@@ -126,7 +135,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
         # and cfg.encoded_views augmented draws) and the training batches carry labels only
         plain = getattr(train_set, "without_augmentation", lambda: train_set)()
         augmented = train_set if plain is not train_set else None
-        encodings = model.cached_encodings(plain, augmented, min(cfg.encoded_views, cfg.epochs),
+        encodings = model.cached_encodings(plain, augmented, min(cfg.encoded_views, final),
                                            cfg.batch_size, device)
         train_set = getattr(train_set, "labels_only", lambda: train_set)()
     channels_last = device.type == "cuda" and "smri" in getattr(model, "modalities", ())
@@ -154,7 +163,8 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
     if cfg.bn_recalibrate and _trainable_batchnorms(model):
         plain = getattr(train_set, "without_augmentation", lambda: train_set)()
         bn_loader = DataLoader(plain, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
-    fingerprint = fit_fingerprint(cfg, {"extra": fingerprint_extra, "selection": selection})
+    fingerprint = fit_fingerprint(cfg, {"extra": fingerprint_extra, "selection": selection,
+                                        **({"stop_after": final} if final != cfg.epochs else {})})
     ckpt_path = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     state = _TrainingState()
     torch.manual_seed(cfg.seed)
@@ -165,8 +175,14 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
         if state.finished:
             model.load_state_dict(state.best_model)
             return state.result()
+    if final == 0:          # the starting weights, kept as a finished fit
+        state.finished, state.best_val_loss, state.best_model = True, float("nan"), _snapshot(model)
+        if ckpt_path is not None and ctx.is_main:
+            _write_history(ckpt_path.parent / HISTORY, state.history_frame())
+            save_checkpoint(ckpt_path, state.to_checkpoint(fingerprint, model, ema, optimizer, scheduler))
+        return state.result()
     writer = _tensorboard(out_dir) if out_dir is not None and ctx.is_main else None
-    bar = tqdm(range(state.epoch + 1, cfg.epochs + 1), desc=desc, unit="epoch", leave=False,
+    bar = tqdm(range(state.epoch + 1, final + 1), desc=desc, unit="epoch", leave=False,
                disable=not (progress and ctx.is_main))
     with _deterministic(cfg.deterministic), encodings as cache:
         for epoch in bar:
@@ -178,7 +194,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
                     epoch_aware.set_epoch(epoch)
             train_loss = _train_epoch(train_model, loader, optimizer, scheduler, ema, model, device,
                                       cfg, channels_last)
-            last = epoch == cfg.epochs
+            last = epoch == final
             val_loss = float("nan")
             if has_val or last:
                 evaluated = _evaluated_weights(model, ema, bn_loader, device)

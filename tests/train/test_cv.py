@@ -213,6 +213,61 @@ def test_fusion_starts_from_the_branches_of_the_same_folds(tmp_path, repo):
                        assignment=pd.read_csv(branches["fmri"].path / "folds.tsv", sep="\t", dtype=str))
 
 
+@pytest.mark.filterwarnings("ignore:bias correction slope")
+def test_fusion_epochs_are_chosen_on_the_blend_split_inside_the_training_fold(tmp_path, repo, monkeypatch):
+    """The fusion stage trains the number of epochs (0..E) whose loss on the blend runs' held-out
+    participants was lowest, with encoders the blend runs trained on the others; none of them is
+    in the test fold. With 0 epochs the fusion predicts the blend of its branches exactly."""
+    from amage_core.train import cv
+    from amage_core.train.cv import FUSION_EPOCHS, fusion_branches
+
+    profile = load_profile(repo / "tests" / "profiles" / "tiny.yml")
+    cohort = make_cohort(tmp_path / "c", n=60)
+    cfg = replace(profile.train, epochs=3, folds=2, val_fraction=0.0, blend_fraction=0.4, device="cpu",
+                  fold_workers=1)
+    model_cfg = replace(profile.model, variant="amagenet")
+    branches = fusion_branches(cohort, model_cfg, cfg, profile.graph, tmp_path / "branches", progress=False)
+    fused = cross_validate(cohort, model_cfg, cfg, profile.graph, tmp_path / "fused", progress=False,
+                           pretrained=branches)
+    folds = pd.read_csv(fused.path / "folds.tsv", sep="\t", dtype=str)
+    for fold in ("0", "1"):
+        record = json.loads((fused.path / f"fold-{fold}" / "fit.json").read_text())
+        chosen = record["fusion_epochs"]
+        assert len(chosen["val_loss"]) == cfg.epochs + 1
+        assert chosen["epochs"] == int(np.nanargmin(np.array(chosen["val_loss"], dtype=float)))
+        assert record["kept_epoch"] == record["epochs_run"] == chosen["epochs"]
+        history = pd.read_csv(fused.path / f"fold-{fold}" / FUSION_EPOCHS / "history.csv")
+        np.testing.assert_allclose(history["val_loss"], chosen["val_loss"][1:])
+        roles = pd.read_csv(branches.blend["fmri"].path / f"fold-{fold}" / "split.tsv", sep="\t", dtype=str)
+        roles = roles[roles["role"].isin(["fit", "val"])]
+        test_ids = set(folds.loc[folds["fold"] == fold, "participant_id"])
+        assert not set(roles["participant_id"]) & test_ids
+        assert chosen["n_fit"] + chosen["n_val"] == len(roles) == 60 - len(test_ids)
+    from amage_core.report import fusion_weights
+
+    shown = fusion_weights(fused).reset_index()      # the book's table of what the fusion learned
+    for _, row in shown.iterrows():
+        record = json.loads((fused.path / f"fold-{row['fold']}" / "fit.json").read_text())["fusion_epochs"]
+        assert row["fusion epochs"] == record["epochs"]
+        assert row["held-out loss, kept"] <= row["held-out loss, blend"]
+
+    def blend_only(*args, **kwargs):
+        return {"epochs": 0, "val_loss": [0.0], "n_fit": 0, "n_val": 0}
+
+    monkeypatch.setattr(cv, "choose_fusion_epochs", blend_only)
+    blended = cross_validate(cohort, model_cfg, cfg, profile.graph, tmp_path / "blended", progress=False,
+                             pretrained=branches)
+    pred = pd.read_csv(blended.path / "predictions.tsv", sep="\t", dtype={"participant_id": str})
+    own = {b: pd.read_csv(r.path / "predictions.tsv", sep="\t", dtype={"participant_id": str})
+           .set_index("participant_id")["predicted_age"] for b, r in branches.runs.items()}
+    for fold, part in pred.groupby("fold"):
+        late = json.loads((blended.path / f"fold-{fold}" / "fit.json").read_text())["late_fusion"]
+        expected = (late["w_fmri"] * own["fmri"].loc[part["participant_id"]].to_numpy()
+                    + late["w_structural"] * own["structural"].loc[part["participant_id"]].to_numpy()
+                    + late["intercept_years"])
+        np.testing.assert_allclose(part["predicted_age"], expected, rtol=1e-5, atol=1e-3)
+
+
 def test_blend_weights_are_fit_out_of_sample_and_fixed(tmp_path, repo):
     """The late-fusion weights come from the blend runs' validation predictions (non-negative least
     squares) and the fused model's late path then computes exactly that combination in years."""

@@ -89,6 +89,34 @@ def test_best_selection_keeps_the_best_epoch(cohort, graph_cfg, fast_cfg, tmp_pa
     assert (tmp_path / "history.csv").read_text().startswith("epoch,train_loss,val_loss,lr,seconds")
 
 
+def test_stop_after_keeps_the_weights_the_full_schedule_has_at_that_epoch(cohort, graph_cfg, fast_cfg,
+                                                                          tmp_path):
+    """stop_after=k walks the first k epochs of the full schedule (same losses, same lr) and keeps the
+    weights evaluated at epoch k; stop_after=0 keeps the starting weights as a finished fit."""
+    cfg = replace(fast_cfg, epochs=6, lr=0.1)
+    _, full = _fit(cohort, graph_cfg, cfg, tmp_path / "full")
+    train, val = _sets(cohort, graph_cfg)
+    torch.manual_seed(0)
+    model = TinyModel(input_spec(cohort), dropout=0.3)
+    part = loop.fit(model, train, val, cfg, tmp_path / "part", progress=False, stop_after=3)
+    assert part.epochs_run == 3 and part.best_epoch == 3
+    columns = ["train_loss", "val_loss", "lr"]
+    np.testing.assert_array_equal(part.history[columns].to_numpy(), full.history[columns].to_numpy()[:3])
+    assert loop.evaluate_loss(model, val, cfg, torch.device("cpu")) == pytest.approx(part.best_val_loss)
+
+    torch.manual_seed(0)
+    model = TinyModel(input_spec(cohort), dropout=0.3)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    none = loop.fit(model, train, val, cfg, tmp_path / "none", progress=False, stop_after=0)
+    assert none.epochs_run == 0 and none.best_epoch == 0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in start.items())
+    kept = loop.load_checkpoint(tmp_path / "none" / loop.CHECKPOINT)
+    assert kept["finished"] and all(torch.equal(v, kept["best_model"][k]) for k, v in start.items())
+    for bad in (-1, 7):
+        with pytest.raises(ValueError, match="stop_after must be in"):
+            loop.fit(model, train, val, cfg, progress=False, stop_after=bad)
+
+
 def test_last_selection_keeps_the_final_weights_without_a_validation_set(cohort, graph_cfg, fast_cfg):
     train, _ = _sets(cohort, graph_cfg)
     torch.manual_seed(0)
