@@ -9,6 +9,7 @@ Every function takes a :class:`~amage_core.config.Profile` (or its name/path) an
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +248,7 @@ def lr_range(profile: str | Profile, cohort: str, model: str, steps: int = 200, 
     from amage_core.train.cv import fold_split, plan_folds
     from amage_core.train.dataset import CohortDataset, input_spec
     from amage_core.train.diagnostics import lr_range_test
-    from amage_core.train.loop import RUNTIME_FIELDS, cpu_threads
+    from amage_core.train.loop import RUNTIME_FIELDS, cpu_threads, job_threads
 
     prof = _profile(profile)
     data = prepared(prof, cohort, progress)
@@ -266,7 +267,7 @@ def lr_range(profile: str | Profile, cohort: str, model: str, steps: int = 200, 
         net.set_input_statistics(torch.from_numpy(np.asarray(data.connectivity[split.fit_rows], dtype=np.float32)))
     dataset = CohortDataset(data, split.fit_rows, graph_cfg, split.scaler, frozenset(net.modalities),
                             augment=prof.train.augment, seed=prof.train.seed)
-    with cpu_threads(prof.train.cpu_threads):
+    with cpu_threads(job_threads(prof.train, 1, os.cpu_count() or 1)):
         table = lr_range_test(net, dataset, prof.train, lr_min=lr_min, lr_max=lr_max, steps=steps)
     io.write_tsv(out, table)
     return table

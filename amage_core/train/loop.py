@@ -433,23 +433,36 @@ def cpu_threads(n: int) -> Iterator[None]:
 
 
 def map_folds(fn, jobs: list[tuple], cfg: TrainConfig, progress: bool = True) -> list:
-    """``[fn(*job, progress) for job in jobs]``, in order, with ``cfg.cpu_threads`` torch threads.
+    """``[fn(*job, progress) for job in jobs]``, in order, with torch threads per job from
+    :func:`job_threads`.
 
     With ``cfg.fold_workers`` > 1 (and not under torchrun) the jobs run in that many processes at
-    once (loky; memory-mapped arrays travel by reference, ``fn`` and its arguments must pickle), each
-    with ``cpu_threads`` threads (0: the cores shared out among the workers) and no progress bar.
-    ``fn`` must not depend on which process runs it (each fold seeds itself)."""
-    workers = min(cfg.fold_workers, len(jobs))
-    if workers > 1 and not distributed.context().enabled:
-        import os
+    once (loky; memory-mapped arrays travel by reference, ``fn`` and its arguments must pickle), with
+    no progress bar. ``fn`` must not depend on which process runs it (each fold seeds itself)."""
+    import os
 
+    workers = min(cfg.fold_workers, len(jobs))
+    threads = job_threads(cfg, workers, os.cpu_count() or 1)
+    if workers > 1 and not distributed.context().enabled:
         from joblib import Parallel, delayed
 
-        threads = cfg.cpu_threads or max(1, (os.cpu_count() or 1) // workers)
         parent = os.getpid()
         return Parallel(n_jobs=workers, backend="loky")(
             delayed(_in_worker)(parent, threads, fn, *job, False) for job in jobs)
-    return [_with_threads(cfg.cpu_threads, fn, *job, progress) for job in jobs]
+    return [_with_threads(threads, fn, *job, progress) for job in jobs]
+
+
+def job_threads(cfg: TrainConfig, running: int, cores: int) -> int:
+    """Torch threads of each of ``running`` jobs fit at once (0: leave torch's setting).
+
+    ``cfg.cpu_threads`` 0 shares the cores out among the jobs (one process of ``fold_workers``
+    jobs keeps torch's own setting). Otherwise the profile's thread budget, ``fold_workers *
+    cpu_threads`` but never more than the cores, is shared out among the jobs that actually run:
+    a single fit (a cross-cohort run, one fold) gets the cores its idle siblings would have used."""
+    if cfg.cpu_threads == 0:
+        return max(1, cores // running) if running > 1 else 0
+    budget = min(cores, cfg.fold_workers * cfg.cpu_threads)
+    return max(cfg.cpu_threads, budget // max(1, running))
 
 
 def _with_threads(threads: int, fn, *args):
