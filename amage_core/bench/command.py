@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", help="where cohorts and runs go (default: the profile's workdir)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                         help=f"run only these sections ({', '.join(SECTIONS)})")
+    parser.add_argument("--models", nargs="+", metavar="MODEL",
+                        help="cross-validate only these models on the camcan-like cohort, in this order "
+                             "(default: every deep model and baseline; amagenet is always among them)")
     parser.add_argument("--book-page", type=Path, default=None,
                         help="also write the Markdown here (full runs default to book/benchmarks/latest.md; 'none': nowhere)")
     parser.add_argument("--book-dir", type=Path, default=BOOK_PAGE.parents[1],
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {md}" + (f" (and {page})" if page else ""))
         return 0
     results = run_benchmark(args.profile, args.out, quick=args.quick, device=args.device, workdir=args.workdir,
-                            only=args.only, keep_scratch=args.keep_scratch, progress=not args.no_progress,
+                            only=args.only, models=args.models, keep_scratch=args.keep_scratch,
+                            progress=not args.no_progress,
                             book_dir=args.book_dir, log=log)
     md = write(results, args.out, page)
     print(f"wrote {args.out} and {md}" + (f" (and {page})" if page else ""))

@@ -50,12 +50,20 @@ def _time(m: dict[str, Any]) -> str:
     return f"reused ({_num(m['epoch_seconds'], 0)} s of epochs)" if m.get("epoch_seconds") else "reused"
 
 
-METRIC_HEADER = ["model", "MAE", "RMSE", "R²", "r", "r(gap, age)", "floor", "MAE / floor", "time"]
+METRIC_HEADER = ["model", "seeds", "MAE over seeds (mean ± SD)", "MAE", "RMSE", "R²", "r", "r(gap, age)",
+                 "floor", "MAE / floor", "time"]
+
+
+def _seed_mae(m: dict[str, Any]) -> str:
+    if m.get("mae_seed_sd") is None:
+        return "n/a"
+    return f"{_num(m['mae_seed_mean'])} ± {_num(m['mae_seed_sd'])}"
 
 
 def _metric_rows(models: dict[str, dict]) -> list[list[Any]]:
-    return [[name, _num(m["mae"]), _num(m["rmse"]), _num(m["r2"]), _num(m["r"]), _num(m.get("gap_age_r")),
-             _num(m.get("floor_mae")), f"{_num(m.get('ratio_to_floor'))}x" if m.get("ratio_to_floor") else "n/a",
+    return [[name, m.get("seeds", 1), _seed_mae(m), _num(m["mae"]), _num(m["rmse"]), _num(m["r2"]), _num(m["r"]),
+             _num(m.get("gap_age_r")), _num(m.get("floor_mae")),
+             f"{_num(m.get('ratio_to_floor'))}x" if m.get("ratio_to_floor") else "n/a",
              _time(m)] for name, m in _ordered(models, DEEP_MODELS + BASELINE_MODELS)]
 
 
@@ -80,7 +88,9 @@ def accuracy(a: dict[str, Any]) -> list[str]:
            f"batch {t['batch_size']}, lr {t['lr']:g}, seed {t['seed']}. Model sizes: GAT {m['gat']['hidden']}x"
            f"{m['gat']['heads']} heads, DenseNet init {m['densenet']['init_features']} growth "
            f"{m['densenet']['growth_rate']} blocks {m['densenet']['block_config']}, fusion {m['fusion']['dim']}. "
-           "Accuracy of the uncorrected predictions; all models on the same folds.", ""]
+           "Accuracy of the uncorrected predictions; all models on the same folds. A deep model is trained "
+           "with several seeds: MAE and the columns after it are those of the seed ensemble (each "
+           "participant's predictions averaged over seeds); the verdicts compare means over seeds.", ""]
     out += _table(METRIC_HEADER, _metric_rows(a["models"]))
     out += [_bounds_line(a), ""]
     v = a["verdict"]
@@ -89,6 +99,11 @@ def accuracy(a: dict[str, Any]) -> list[str]:
             f"- AMAge-Net better than every other model: {_num(v['better_than_every_baseline'])} "
             f"(best other: {v['best_other_model']}, {_num(v['best_other_mae'])})", ""]
     out += [f"> {n}" for n in v["notes"]] + ([""] if v["notes"] else [])
+    if v.get("targets"):
+        out += ["Aims of the training work (issue 15):", ""]
+        out += _table(["aim", "measured", "met"],
+                      [[t["target"], t["value"], _num(t["met"]) if t["met"] is not None else "n/a"]
+                       for t in v["targets"]])
     tr = a["transfer"]
     out += [f"Transfer: trained on all camcan-like participants, tested on every oasis3-like one "
             f"(n={a['n_included']['oasis3']}; floor MAE both {_num(tr.get('floor_mae'))}, oracle, unreachable, "

@@ -70,7 +70,7 @@ QUICK = BenchSettings(
     mode="quick", n_camcan=48, n_oasis3=24,
     cohort_overrides={"voxel_size": 8.0, "n_bold_nifti": 0, "bold_voxel_size": 8.0},
     profile_overrides={"prep": {"t1_shape": [16, 20, 16]}, "graph": {"topk": 6}, "model": _TINY_MODEL,
-                       "train": {"epochs": 2, "folds": 2, "val_fraction": 0.3}},
+                       "train": {"epochs": 2, "folds": 2, "val_fraction": 0.3, "seeds": 2}},
     scale_base=8, n_bold=1, pipeline_epochs=2, pipeline_batch=4, epoch_batch=4,
     steps=[StepSize("demo", (16, 20, 16), 160, 6, batch_size=4, warmup=1, steps=2, model=_TINY_MODEL,
                     note="quick: tiny sizes"),

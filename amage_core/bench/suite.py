@@ -16,7 +16,7 @@ from typing import Any
 
 from amage_core import io
 from amage_core.bench import machine as mach
-from amage_core.bench.settings import accuracy_profile, settings
+from amage_core.bench.settings import BASELINE_MODELS, DEEP_MODELS, accuracy_profile, settings
 from amage_core.config import Profile, load_profile, replace, to_dict
 
 SECTIONS = ("accuracy", "speed", "gpu", "book", "abide")
@@ -39,15 +39,25 @@ def abide(profile: Profile, out: Path, quick: bool) -> dict[str, Any]:
 
 
 def run_benchmark(profile_ref: str, out: Path, quick: bool = False, device: str = "cpu",
-                  workdir: str | None = None, only: list[str] | None = None, keep_scratch: bool = False,
+                  workdir: str | None = None, only: list[str] | None = None,
+                  models: list[str] | None = None, keep_scratch: bool = False,
                   progress: bool = True, book_dir: Path = mach.REPO / "book", log=logger.info) -> dict[str, Any]:
-    """Run the selected sections and return the results (see the module docstring)."""
+    """Run the selected sections and return the results (see the module docstring). ``models``:
+    the models cross-validated by the accuracy section (default: the settings'; AMAge-Net is added
+    first when missing, since the verdict is about it)."""
+    import dataclasses
+
     import torch
 
     from amage_core.bench.accuracy import accuracy
     from amage_core.bench.speed import gpu, speed
 
     s = settings(quick)
+    if models:
+        known = set(DEEP_MODELS + BASELINE_MODELS)
+        if set(models) - known:
+            raise ValueError(f"unknown model(s) {sorted(set(models) - known)}; choose among {sorted(known)}")
+        s = dataclasses.replace(s, models=tuple(dict.fromkeys(["amagenet", *models])))
     chosen = set(only or SECTIONS)
     unknown = chosen - set(SECTIONS)
     if unknown:

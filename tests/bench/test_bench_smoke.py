@@ -46,6 +46,11 @@ def test_accuracy_structure(quick):
     assert all(_number(m[k]) for m in acc["transfer"]["models"].values() for k in METRICS)
     assert isinstance(acc["verdict"]["within_25pct_of_floor"], bool)
     assert isinstance(acc["verdict"]["better_than_every_baseline"], bool)
+    for name in ("amagenet", "released-code"):       # deep models: seed runs, their spread
+        m = acc["models"][name]
+        assert m["seeds"] == 2 and len(m["mae_seeds"]) == 2 and _number(m["mae_seed_sd"])
+    assert acc["models"]["ridge-fc"]["seeds"] == 1 and acc["models"]["ridge-fc"]["mae_seed_sd"] is None
+    assert any("SD over 2 seeds" in t["target"] for t in acc["verdict"]["targets"])
     assert acc["setup"]["train"]["epochs"] >= 1 and acc["setup"]["t1_shape"]
 
 

@@ -64,6 +64,27 @@ def test_verdict_missed_says_why():
     assert "unreachable" in text and "2.70" in text
 
 
+def test_targets_compare_seed_means_and_name_each_aim():
+    from amage_core.bench.accuracy import targets
+
+    def seeded(maes, gap=-0.1):
+        import numpy as np
+        return {"mae": min(maes), "mae_seeds": maes, "mae_seed_mean": float(np.mean(maes)),
+                "mae_seed_sd": float(np.std(maes, ddof=1)), "seeds": len(maes), "gap_age_r_seed_mean": gap}
+
+    models = {"amagenet": seeded([4.0, 4.2, 4.4]), "smri": seeded([4.5, 4.6, 4.7]), "fmri": seeded([7.0, 8.0, 9.0]),
+              "stacking": {"mae": 4.1}, "brainage-gpr": {"mae": 4.4}, "ridge-fc": {"mae": 8.5}}
+    met = {t["target"]: t["met"] for t in targets(models)}
+    # the ensemble MAE (4.0) would beat stacking; the seed mean (4.2) does not
+    assert met["AMAge-Net below stacking"] is False
+    assert met["AMAge-Net at least 5% below smri"] is True            # 4.2 <= 0.95 * 4.6
+    assert met["AMAge-Net at least 5% below fmri"] is True
+    assert met["smri at or below brainage-gpr"] is False and met["fmri at or below ridge-fc"] is True
+    assert met["fmri: SD over 3 seeds at most 0.3"] is False and met["amagenet: SD over 3 seeds at most 0.3"] is True
+    assert met["AMAge-Net r(gap, age) at least -0.3"] is True
+    assert verdict(models, {"both": 3.0})["best_other_model"] == "stacking"
+
+
 def test_entry_ratio():
     e = entry(30.0, "samples/s", "plain", 3.0, n=4)
     assert e == {"value": 30.0, "unit": "samples/s", "baseline": "plain", "baseline_value": 3.0, "ratio": 10.0, "n": 4}
@@ -146,7 +167,7 @@ def test_markdown_report_has_every_section():
     text = markdown.render(_fake_results())
     for heading in ("# Benchmark (quick)", "## Accuracy", "### Throughput", "### Scaling", "## GPU", "## Book", "## ABIDE"):
         assert heading in text
-    assert "| amagenet | 5.00 | 6.00 | 0.80 | 0.90 | -0.40 | 2.50 | 2.00x | 12 s |" in text
+    assert "| amagenet | 1 | n/a | 5.00 | 6.00 | 0.80 | 0.90 | -0.40 | 2.50 | 2.00x | 12 s |" in text
     assert "within 25% of the multimodal floor MAE: **no**" in text and "better than every other model: yes" in text
     assert "Reachable floor MAE" in text and "unreachable bound" in text and "bias-corrected" not in text
     assert "10.00x" in text and "a run note" in text
@@ -172,6 +193,15 @@ def test_unknown_section_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="unknown section"):
         run_benchmark("demo", tmp_path / "x.json", quick=True, only=["nope"], workdir=str(tmp_path))
+
+
+def test_unknown_model_is_refused_before_anything_runs(tmp_path):
+    from amage_core.bench.suite import run_benchmark
+
+    with pytest.raises(ValueError, match="unknown model.*nope"):
+        run_benchmark("demo", tmp_path / "x.json", quick=True, only=["accuracy"], models=["smri", "nope"],
+                      workdir=str(tmp_path))
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_worker_refuses_unknown_tasks(tmp_path):
