@@ -182,7 +182,7 @@ def run_baseline(name: str, cohort: PreparedCohort, train_cfg: TrainConfig, out:
         raise ValueError("the baselines follow the nested protocol only")
     run = RunDir(out)
     fold_table = plan_folds(cohort, train_cfg, test_cohort, assignment)
-    settings = ("folds", "seed", "age_bins", "bias_method", "protocol")
+    settings = ("folds", "seed", "age_bins", "bias_method", "protocol", "train_fraction")
     identity = {
         "kind": "baseline", "variant": name, "protocol": "nested",
         "train": {k: v for k, v in to_dict(train_cfg).items() if k in settings},
@@ -231,7 +231,7 @@ def _fit_fold(name: str, run: RunDir, config_hash: str, fold: str, cohort: Prepa
     source = test_cohort if test_cohort is not None else cohort
     part, test_part = cohort.participants, source.participants
     ages = part["age"].to_numpy(dtype=float)
-    train_rows, test_rows = outer_rows(cohort, fold_table, fold, test_cohort)
+    train_rows, test_rows = outer_rows(cohort, fold_table, fold, test_cohort, train_cfg)
     estimator = make_estimator(name, train_cfg.seed, blocks)
     x_train, y_train = x_train_all[train_rows], ages[train_rows]
     oof = cross_val_predict(clone(estimator), x_train, y_train,

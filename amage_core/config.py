@@ -245,6 +245,10 @@ class TrainConfig:
     # (train.cv.choose_fusion_epochs); "all" trains every epoch
     fusion_epochs: Literal["blend-split", "all"] = "blend-split"
     folds: int = 5
+    # fraction of each outer training fold's participants the models train on (stratified on age,
+    # drawn from the outer folds' seed and the fold, the same for every training seed and model);
+    # the test folds stay whole. Below 1: the diagnostics page's MAE against training-set size
+    train_fraction: float = 1.0
     # inner validation split of each training fold: monitors the learning curve (and, with
     # bias_fit="validation", fits the bias correction); it never chooses an epoch. 0: none, the
     # model trains on the whole training fold as the classical baselines do.
@@ -290,6 +294,8 @@ class TrainConfig:
             raise ConfigError(f"cpu_threads: must be 0 (torch's default) or more (got {self.cpu_threads})")
         if self.seeds < 1:
             raise ConfigError(f"seeds: must be at least 1 (got {self.seeds})")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError(f"train_fraction: must be in (0, 1] (got {self.train_fraction})")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction: must be in [0, 1) (got {self.val_fraction})")
         if self.bias_fit == "validation" and self.val_fraction == 0.0:

@@ -96,6 +96,16 @@ def lr_range(tables: Mapping[str, pd.DataFrame], recipe_lr: float) -> plt.Figure
     return fig
 
 
+def size_curves(table: pd.DataFrame) -> plt.Figure:
+    """MAE (uncorrected) against training-set size, one line per model (``diagnostics.size_table``)."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    sns.lineplot(data=table, x="n_train", y="mae", hue="model", marker="o", ax=ax)
+    ax.set(xlabel="training participants per fold", ylabel="MAE (years, uncorrected)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def metric_bars(table: pd.DataFrame, metric: str = "mae", reference: Mapping[str, float] | None = None,
                 ) -> plt.Figure:
     """A metric per model (rows of ``table``, columns ``<metric>`` and optionally ``<metric>_sd``),

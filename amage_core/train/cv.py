@@ -116,13 +116,22 @@ def fold_names(folds: pd.DataFrame) -> list[str]:
 
 
 def outer_rows(cohort: PreparedCohort, folds: pd.DataFrame, name: str,
-               test_cohort: PreparedCohort | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(training rows of ``cohort``, test rows of the test source) of outer fold ``name``."""
+               test_cohort: PreparedCohort | None = None,
+               cfg: TrainConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows of ``cohort``, test rows of the test source) of outer fold ``name``; with
+    ``cfg.train_fraction`` below 1, that fraction of the training participants (stratified on age,
+    seeded by the outer folds' seed and the fold: the same subset for every model and seed)."""
     if name == EXTERNAL:
         if test_cohort is None:
             raise ValueError("fold 'external' needs a test cohort")
-        return np.arange(cohort.n), np.arange(test_cohort.n)
-    return fold_rows(cohort.participants, folds, name)
+        train_rows, test_rows = np.arange(cohort.n), np.arange(test_cohort.n)
+    else:
+        train_rows, test_rows = fold_rows(cohort.participants, folds, name)
+    if cfg is not None and cfg.train_fraction < 1.0:
+        seed = cfg.outer_fold_seed + (int(name) if name.isdigit() else 0)
+        train_rows, _ = inner_split(cohort.participants, train_rows, 1.0 - cfg.train_fraction, seed,
+                                    cfg.age_bins)
+    return train_rows, test_rows
 
 
 def fold_split(cohort: PreparedCohort, folds: pd.DataFrame, name: str, cfg: TrainConfig,
@@ -131,7 +140,7 @@ def fold_split(cohort: PreparedCohort, folds: pd.DataFrame, name: str, cfg: Trai
     if cfg.protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {cfg.protocol!r}; use one of {PROTOCOLS}")
     part = cohort.participants
-    train_rows, test_rows = outer_rows(cohort, folds, name, test_cohort)
+    train_rows, test_rows = outer_rows(cohort, folds, name, test_cohort, cfg)
     seed = fold_split_seed(cfg, name)
     ages = part["age"].to_numpy(dtype=float)
     if cfg.protocol == "nested":

@@ -5,8 +5,11 @@
   it diverges, and whether the recipe's lr sits in the good range.
 - :func:`curves`: the learning curves (training loss, and validation loss of the evaluated
   weights, i.e. EMA + recalibrated BatchNorm) of runs that kept an inner validation split.
+- :func:`size_table`: MAE against training-set size, from runs that train on a fraction of each
+  training fold (``TrainConfig.train_fraction``) and are tested on the same whole test folds.
 
-Both read only training data (a fold's training participants); nothing here sees a test fold.
+The first two read only training data (a fold's training participants); the size table reports
+the runs' cross-validated test predictions, as every accuracy figure of the book does.
 """
 from __future__ import annotations
 
@@ -133,3 +136,40 @@ def lr_sentence(ranges: dict[str, pd.DataFrame], recipe_lr: float) -> str:
         parts.append(f"{model}: fastest descent at lr {steep:.1e}, minimum loss at {lowest:.1e}; "
                      f"the recipe's {recipe_lr:g} is {where}")
     return "Learning-rate range test. " + "; ".join(parts) + "."
+
+
+def size_table(runs: dict) -> pd.DataFrame:
+    """MAE against training-set size: ``runs`` maps (model, train_fraction) to a run (deep or
+    baseline) on the same outer folds. One row per run: ``model``, ``fraction``, ``n_train`` (the
+    participants a fold trains on, fit plus inner validation, mean over folds), ``mae``
+    (uncorrected, pooled over the test folds) and ``n_test``."""
+    from amage_core.io import read_json
+
+    rows = []
+    for (model, fraction), run in runs.items():
+        fits = [read_json(path) for path in sorted(run.path.glob("fold-*/fit.json"))]
+        if not fits:
+            raise ValueError(f"{run.path}: no fold-*/fit.json (an unfinished run?)")
+        pred = run.predictions
+        rows.append({"model": model, "fraction": float(fraction),
+                     "n_train": float(np.mean([f["n_fit"] + f.get("n_val", 0) for f in fits])),
+                     "mae": float(np.mean(np.abs(pred["predicted_age"] - pred["age"]))),
+                     "n_test": int(len(pred))})
+    return pd.DataFrame(rows).sort_values(["model", "fraction"], ignore_index=True)
+
+
+def size_sentence(table: pd.DataFrame) -> str:
+    """What the size curves say, per model, computed from them: the MAE at the smallest and the
+    largest training set, and the drop over the last doubling-or-so step (a curve still falling
+    steeply at full size says more participants would help)."""
+    parts = []
+    for model, part in table.groupby("model", sort=False):
+        part = part.sort_values("n_train")
+        first, last = part.iloc[0], part.iloc[-1]
+        text = (f"{model}: MAE {first['mae']:.2f} with {first['n_train']:.0f} training participants, "
+                f"{last['mae']:.2f} with {last['n_train']:.0f}")
+        if len(part) > 2:
+            before = part.iloc[-2]
+            text += f" ({last['mae'] - before['mae']:+.2f} over the last step from {before['n_train']:.0f})"
+        parts.append(text)
+    return "MAE against training-set size. " + "; ".join(parts) + "."

@@ -52,6 +52,42 @@ def test_baselines_and_deep_models_share_folds(cohort, tmp_path):
     assert again.reused
 
 
+def test_a_training_fraction_trains_every_model_on_the_same_subset_and_tests_everyone(cohort, tmp_path):
+    """train_fraction: each training fold is subsampled (stratified, seeded by the outer folds), the
+    same participants for a deep model, its other training seeds and a baseline; the test folds
+    stay whole; the size table reads the runs back."""
+    from dataclasses import replace
+
+    from amage_core.train.diagnostics import size_table
+
+    half = replace(CFG, train_fraction=0.5)
+    runs = {("deep", 0.5): cross_validate(cohort, ModelConfig(), half, GraphConfig(topk=3), tmp_path / "deep",
+                                          build=tiny_factory(), progress=False),
+            ("deep-seed", 0.5): cross_validate(cohort, ModelConfig(), replace(half, seed=1000, fold_seed=0),
+                                               GraphConfig(topk=3), tmp_path / "seed", build=tiny_factory(),
+                                               progress=False),
+            ("ridge-table", 0.5): baselines.run_baseline("ridge-table", cohort, half, tmp_path / "ridge",
+                                                         progress=False),
+            ("ridge-table", 1.0): baselines.run_baseline("ridge-table", cohort, CFG, tmp_path / "all",
+                                                         progress=False)}
+
+    def roles(run, k):
+        split = pd.read_csv(run.path / f"fold-{k}" / "split.tsv", sep="\t", dtype=str)
+        return (set(split.loc[split["role"].isin(["fit", "val"]), "participant_id"]),
+                set(split.loc[split["role"] == "test", "participant_id"]))
+
+    for k in range(3):
+        trained, tested = roles(runs["ridge-table", 1.0], k)
+        sub, sub_tested = roles(runs["ridge-table", 0.5], k)
+        assert sub_tested == tested and sub < trained and abs(len(sub) - len(trained) / 2) <= 1
+        assert all(roles(runs[key], k) == (sub, tested) for key in (("deep", 0.5), ("deep-seed", 0.5)))
+    table = size_table(runs).set_index(["model", "fraction"])
+    assert table.loc[("ridge-table", 1.0), "n_train"] > table.loc[("ridge-table", 0.5), "n_train"]
+    assert (table["n_test"] == cohort.n).all()
+    with pytest.raises(Exception, match="train_fraction"):
+        TrainConfig(train_fraction=0.0)
+
+
 def test_cross_cohort_baseline_and_feature_checks(cohort, tmp_path):
     other = make_cohort(tmp_path / "other", n=12, seed=3, name="oasis3-like", age_range=(60, 90))
     result = baselines.run_baseline("ridge-fc", cohort, CFG, tmp_path / "run", test_cohort=other,
