@@ -270,7 +270,7 @@ class TrainConfig:
     # shared out among fold_workers). Small models gain little from intra-op threads, and threads
     # that outnumber free cores make every step wait (seen here: 10x slower on a busy 2-core
     # machine), so the demo fits its 3 folds in 3 processes of 1 thread each. Fewer jobs than
-    # fold_workers (a single cross-cohort fit) share that budget out (train.loop.job_threads).
+    # fold_workers (a single cross-cohort fit) share that budget out (parallel.job_threads).
     fold_workers: int = 1
     cpu_threads: int = 0
     deterministic: bool = True

@@ -245,10 +245,11 @@ def lr_range(profile: str | Profile, cohort: str, model: str, steps: int = 200, 
     import torch
 
     from amage_core.models import build_model
+    from amage_core.parallel import cpu_threads, job_threads
     from amage_core.train.cv import fold_split, plan_folds
     from amage_core.train.dataset import CohortDataset, input_spec
     from amage_core.train.diagnostics import lr_range_test
-    from amage_core.train.loop import RUNTIME_FIELDS, cpu_threads, job_threads
+    from amage_core.train.loop import RUNTIME_FIELDS
 
     prof = _profile(profile)
     data = prepared(prof, cohort, progress)

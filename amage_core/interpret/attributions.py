@@ -50,6 +50,7 @@ from torch import nn
 
 from amage_core import io
 from amage_core.config import GraphConfig, ModelConfig, TrainConfig, from_dict
+from amage_core.parallel import map_folds
 
 ARRAYS = ("roi_ig", "roi_score", "network_score", "t1_ig", "t1_saliency", "t1_ig_region", "gate",
           "ig_delta", "ig_change")
@@ -161,9 +162,7 @@ def compute(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray | None, rad
     """Attributions of every held-out participant of ``run`` (see the module docstring); cached.
 
     The folds are explained in ``train_cfg.fold_workers`` processes with ``cpu_threads`` threads
-    (:func:`~amage_core.train.loop.map_folds`; default: one process)."""
-    from amage_core.train.loop import map_folds
-
+    (:func:`~amage_core.parallel.map_folds`; default: one process)."""
     out_dir = run.path / "attributions"
     settings = {"steps": steps, "radius": radius, "ig": f"captum {IG_METHOD}"}
     if (out_dir / "participants.tsv").is_file():
@@ -338,8 +337,6 @@ def compute_occlusion(run, cohort, graph_cfg: GraphConfig, t1_grid: np.ndarray |
     """Occlusion sensitivity of the T1 (see the module docstring) for ``per_fold`` held-out
     participants of each fold (spread over the fold's age range), each explained by its fold's model;
     cached per setting. Folds run as in :func:`compute`."""
-    from amage_core.train.loop import map_folds
-
     settings = {"per_fold": per_fold, "mask_size": mask_size, "overlap": overlap, "radius": radius}
     out_dir = run.path / "attributions" / f"occlusion-{io.stable_hash(settings)}"
     if (out_dir / "participants.tsv").is_file():

@@ -50,8 +50,9 @@ from amage_core.config import GraphConfig, ModelConfig, TrainConfig, replace, to
 from amage_core.evaluate.bias import BiasCorrection
 from amage_core.evaluate.metrics import fold_sort_key
 from amage_core.io import stable_hash, write_tsv
+from amage_core.parallel import map_folds
 from amage_core.train.dataset import CohortDataset, check_compatible, input_spec
-from amage_core.train.loop import RUNTIME_FIELDS, fit, map_folds, predict
+from amage_core.train.loop import RUNTIME_FIELDS, fit, predict
 from amage_core.train.rundir import (EXTERNAL, RunDir, RunResult, cohort_identity, has_sessions,
                                      prediction_table, split_table)
 from amage_core.train.scaler import AgeScaler

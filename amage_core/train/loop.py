@@ -54,7 +54,6 @@ from torch.utils.data import DistributedSampler
 
 from amage_core.config import TrainConfig, to_dict
 from amage_core.io import atomic_write, remove_stale_temporaries, stable_hash
-from amage_core.parallel import orphan_safe
 from amage_core.train import distributed
 
 CHECKPOINT = "checkpoint.pt"
@@ -418,61 +417,6 @@ def _autocast(device: torch.device, amp: bool):
     if amp and device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int) -> Iterator[None]:
-    """``n`` torch intra-op threads for the duration of a fit (0: leave torch's setting); restored after."""
-    previous = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def map_folds(fn, jobs: list[tuple], cfg: TrainConfig, progress: bool = True) -> list:
-    """``[fn(*job, progress) for job in jobs]``, in order, with torch threads per job from
-    :func:`job_threads`.
-
-    With ``cfg.fold_workers`` > 1 (and not under torchrun) the jobs run in that many processes at
-    once (loky; memory-mapped arrays travel by reference, ``fn`` and its arguments must pickle), with
-    no progress bar. ``fn`` must not depend on which process runs it (each fold seeds itself)."""
-    import os
-
-    workers = min(cfg.fold_workers, len(jobs))
-    threads = job_threads(cfg, workers, os.cpu_count() or 1)
-    if workers > 1 and not distributed.context().enabled:
-        from joblib import Parallel, delayed
-
-        parent = os.getpid()
-        return Parallel(n_jobs=workers, backend="loky")(
-            delayed(_in_worker)(parent, threads, fn, *job, False) for job in jobs)
-    return [_with_threads(threads, fn, *job, progress) for job in jobs]
-
-
-def job_threads(cfg: TrainConfig, running: int, cores: int) -> int:
-    """Torch threads of each of ``running`` jobs fit at once (0: leave torch's setting).
-
-    ``cfg.cpu_threads`` 0 shares the cores out among the jobs (one process of ``fold_workers``
-    jobs keeps torch's own setting). Otherwise the profile's thread budget, ``fold_workers *
-    cpu_threads`` but never more than the cores, is shared out among the jobs that actually run:
-    a single fit (a cross-cohort run, one fold) gets the cores its idle siblings would have used."""
-    if cfg.cpu_threads == 0:
-        return max(1, cores // running) if running > 1 else 0
-    budget = min(cores, cfg.fold_workers * cfg.cpu_threads)
-    return max(cfg.cpu_threads, budget // max(1, running))
-
-
-def _with_threads(threads: int, fn, *args):
-    with cpu_threads(threads):
-        return fn(*args)
-
-
-def _in_worker(parent: int, threads: int, fn, *args):
-    """Run a job in a worker process that exits at once if ``parent`` dies (``amage_core.parallel``)."""
-    return orphan_safe(parent, _with_threads, threads, fn, *args)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     from amage_core.config import TrainConfig
-    from amage_core.train.loop import map_folds
+    from amage_core.parallel import map_folds
 
     out = Path(sys.argv[1])
 
