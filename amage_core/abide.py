@@ -209,8 +209,9 @@ def _fold_model(fold_dir: Path, data: AbideData, model_cfg, graph_cfg, train_cfg
                 rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """(predicted age (n,), gate (n, G) or None) of autism ``rows`` by a fold's best checkpoint."""
     from amage_core.models import build_model
+    from amage_core.train.checkpoint import CHECKPOINT, load_checkpoint
     from amage_core.train.dataset import CohortDataset, input_spec
-    from amage_core.train.loop import CHECKPOINT, load_checkpoint, predict
+    from amage_core.train.loop import predict
     from amage_core.train.scaler import AgeScaler
 
     ckpt = load_checkpoint(fold_dir / CHECKPOINT)

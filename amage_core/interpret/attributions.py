@@ -72,7 +72,7 @@ def fold_models(run_path: Path, cohort):
     """(fold name, model with its best weights, test rows of ``cohort``) for each fold of a run."""
     from amage_core.models import build_model
     from amage_core.train.dataset import input_spec
-    from amage_core.train.loop import load_checkpoint
+    from amage_core.train.checkpoint import load_checkpoint
 
     config = io.read_json(run_path / "config.json")
     model_cfg = from_dict(ModelConfig, config["model"])

@@ -303,7 +303,7 @@ def _run_hash(result: RunResult) -> str:
 
 def fold_weights(run_path: Path, fold: str) -> dict:
     """The kept weights of fold ``fold`` of a finished deep-model run (``best_model`` of its checkpoint)."""
-    from amage_core.train.loop import CHECKPOINT, load_checkpoint
+    from amage_core.train.checkpoint import CHECKPOINT, load_checkpoint
 
     checkpoint = load_checkpoint(Path(run_path) / f"fold-{fold}" / CHECKPOINT)
     weights = checkpoint.get("best_model")

@@ -31,7 +31,8 @@ Reproducibility and resumption:
   torch RNG, seeded at the start of a fit and saved in every checkpoint.
 - ``<out_dir>/checkpoint.pt`` is written atomically after every epoch: model, EMA, optimiser and
   scheduler state dicts, the kept weights (``best_model``: the final model once finished), history
-  and RNG states, all tensors and plain numbers (``torch.load(..., weights_only=True)``).
+  and RNG states, all tensors and plain numbers (``torch.load(..., weights_only=True)``; the file
+  and the resumable state: :mod:`amage_core.train.checkpoint`).
   ``resume=True`` continues from it and reaches bitwise the same weights as an uninterrupted fit on CPU.
 - ``TrainConfig.deterministic`` turns on ``torch.use_deterministic_algorithms`` (warn-only where
   an operation has no deterministic version, e.g. some scatter kernels on CUDA) for the fit.
@@ -46,31 +47,20 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DistributedSampler
 
 from amage_core.config import TrainConfig, to_dict
-from amage_core.io import atomic_write, remove_stale_temporaries, stable_hash
+from amage_core.io import remove_stale_temporaries, stable_hash
 from amage_core.train import distributed
+from amage_core.train.checkpoint import (CHECKPOINT, HISTORY, FitResult, TrainingState, resume_state,
+                                         save_checkpoint, write_history)
 
-CHECKPOINT = "checkpoint.pt"
-HISTORY = "history.csv"
-CHECKPOINT_FORMAT = 2
 # TrainConfig fields that do not change the result of a fit (a resume may change them).
 # (``seeds`` says how many seed runs the workflow makes; each run has its own ``seed``.)
 RUNTIME_FIELDS = ("device", "num_workers", "fold_workers", "cpu_threads", "seeds")
-
-
-@dataclass
-class FitResult:
-    best_epoch: int            # 1-based epoch whose weights the model holds (the last one, unless
-                               # selection="best")
-    best_val_loss: float       # validation loss of those weights (NaN without a validation set)
-    epochs_run: int
-    history: pd.DataFrame      # epoch, train_loss, val_loss (NaN without one), lr, seconds
 
 
 @dataclass
@@ -165,19 +155,19 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
     fingerprint = fit_fingerprint(cfg, {"extra": fingerprint_extra, "selection": selection,
                                         **({"stop_after": final} if final != cfg.epochs else {})})
     ckpt_path = Path(out_dir) / CHECKPOINT if out_dir is not None else None
-    state = _TrainingState()
+    state = TrainingState()
     torch.manual_seed(cfg.seed)
     if ckpt_path is not None and ctx.is_main:      # left by a fit killed while writing them
         remove_stale_temporaries(ckpt_path.parent, (CHECKPOINT, HISTORY))
     if resume and ckpt_path is not None and ckpt_path.is_file():
-        state = _load_checkpoint(ckpt_path, fingerprint, model, ema, optimizer, scheduler, device)
+        state = resume_state(ckpt_path, fingerprint, model, ema, optimizer, scheduler, device)
         if state.finished:
             model.load_state_dict(state.best_model)
             return state.result()
     if final == 0:          # the starting weights, kept as a finished fit
         state.finished, state.best_val_loss, state.best_model = True, float("nan"), _snapshot(model)
         if ckpt_path is not None and ctx.is_main:
-            _write_history(ckpt_path.parent / HISTORY, state.history_frame())
+            write_history(ckpt_path.parent / HISTORY, state.history_frame())
             save_checkpoint(ckpt_path, state.to_checkpoint(fingerprint, model, ema, optimizer, scheduler))
         return state.result()
     writer = _tensorboard(out_dir) if out_dir is not None and ctx.is_main else None
@@ -213,7 +203,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
                 raise RuntimeError(f"{desc}: the training loss is {train_loss} at epoch {epoch} "
                                    f"(lr {lr:.2e}): the fit diverged")
             if ckpt_path is not None and ctx.is_main:
-                _write_history(ckpt_path.parent / HISTORY, state.history_frame())
+                write_history(ckpt_path.parent / HISTORY, state.history_frame())
                 save_checkpoint(ckpt_path, state.to_checkpoint(fingerprint, model, ema, optimizer, scheduler))
             if writer is not None:
                 for key, value in (("loss/train", train_loss), ("loss/val", val_loss), ("lr", lr)):
@@ -347,39 +337,6 @@ def predict(model: nn.Module, dataset, cfg: TrainConfig, device: torch.device | 
                       np.concatenate(gates) if gates else None)
 
 
-def save_checkpoint(path: Path, checkpoint: dict) -> None:
-    """Write a checkpoint atomically (an interruption leaves the previous one intact)."""
-    with atomic_write(path, "wb") as fh:
-        torch.save(checkpoint, fh)
-
-
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """Read a checkpoint written by :func:`fit` (tensors and plain Python values only).
-
-    The zip's CRC-32 of every record is checked first (``torch.load`` does not check them, so a
-    changed byte would load as a silently different weight); a damaged file, or one holding
-    anything but tensors and plain values, is a ``ValueError`` naming it.
-    """
-    import pickle
-    import zipfile
-
-    path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, EOFError) as exc:
-        raise ValueError(f"{path}: damaged checkpoint, not a readable torch zip file ({exc}); "
-                         "delete it to restart this fold") from exc
-    if bad is not None:
-        raise ValueError(f"{path}: damaged checkpoint (checksum mismatch in {bad}); delete it to "
-                         "restart this fold")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path}: refused, not a weights-only checkpoint (it holds objects that "
-                         f"would need pickle: {str(exc).splitlines()[0]})") from exc
-
-
 # ----------------------------------------------------------------------------------------------
 def _train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler, ema,
                  raw: nn.Module, device: torch.device, cfg: TrainConfig, channels_last: bool) -> float:
@@ -459,83 +416,3 @@ def _tensorboard(out_dir: Path):
     except ImportError:            # TensorBoard is optional; history.csv is always written
         return None
     return SummaryWriter(str(Path(out_dir) / "tensorboard"))
-
-
-def _write_history(path: Path, history: pd.DataFrame) -> None:
-    with atomic_write(path, "w", encoding="utf-8", newline="") as fh:
-        history.to_csv(fh, index=False, lineterminator="\n")
-
-
-def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
-_HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
-
-
-@dataclass
-class _TrainingState:
-    """Everything besides model/EMA/optimiser/scheduler that a resumed fit needs."""
-
-    epoch: int = 0
-    best_epoch: int = 0
-    best_val_loss: float = float("inf")
-    finished: bool = False
-    best_model: dict | None = None    # the kept weights (selection="best": so far; the final model)
-    history: dict | None = None
-
-    def record(self, epoch: int, train_loss: float, val_loss: float, lr: float, seconds: float) -> None:
-        self.epoch = epoch
-        if self.history is None:
-            self.history = {c: [] for c in _HISTORY_COLUMNS}
-        for key, value in zip(_HISTORY_COLUMNS, (epoch, train_loss, val_loss, lr, seconds)):
-            self.history[key].append(value)
-
-    def consider(self, epoch: int, val_loss: float, weights: dict) -> None:
-        """selection="best": keep ``weights`` when ``val_loss`` is the lowest so far."""
-        if val_loss < self.best_val_loss:
-            self.best_epoch, self.best_val_loss, self.best_model = epoch, val_loss, weights
-
-    def history_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.history or {c: [] for c in _HISTORY_COLUMNS})
-
-    def result(self) -> FitResult:
-        return FitResult(self.best_epoch, self.best_val_loss, self.epoch, self.history_frame())
-
-    def to_checkpoint(self, fingerprint: str, model: nn.Module, ema, optimizer, scheduler) -> dict:
-        device = next(model.parameters()).device
-        return {
-            "format": CHECKPOINT_FORMAT, "fingerprint": fingerprint,
-            "epoch": self.epoch, "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
-            "finished": self.finished, "history": self.history,
-            "model": model.state_dict(), "best_model": self.best_model,
-            "ema": ema.state_dict() if ema is not None else None,
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": _rng_state(device),
-        }
-
-
-def _load_checkpoint(path: Path, fingerprint: str, model: nn.Module, ema, optimizer, scheduler,
-                     device: torch.device) -> _TrainingState:
-    ckpt = load_checkpoint(path, device)
-    if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("fingerprint") != fingerprint:
-        raise ValueError(f"{path} was written by a different configuration, data split or version; "
-                         "use another output folder or start without --resume")
-    model.load_state_dict(ckpt["model"])
-    if ema is not None:
-        ema.load_state_dict(ckpt["ema"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    _set_rng_state(ckpt["rng"], device)
-    return _TrainingState(
-        epoch=ckpt["epoch"], best_epoch=ckpt["best_epoch"], best_val_loss=ckpt["best_val_loss"],
-        finished=ckpt["finished"], best_model=ckpt["best_model"], history=ckpt["history"])

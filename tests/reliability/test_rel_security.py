@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from amage_core.train.loop import load_checkpoint, save_checkpoint
+from amage_core.train.checkpoint import load_checkpoint, save_checkpoint
 from rel_helpers import REPO
 
 DATA_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh", ".npy", ".npz", ".pt", ".pth", ".ckpt", ".pkl",

@@ -15,7 +15,7 @@ import torch
 from amage_core import io
 from amage_core.cli import main
 from amage_core.data.cohort import load_cohort
-from amage_core.train.loop import load_checkpoint, save_checkpoint
+from amage_core.train.checkpoint import load_checkpoint, save_checkpoint
 from rel_helpers import assert_same_cohort, temporaries
 
 

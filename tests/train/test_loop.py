@@ -10,6 +10,7 @@ from torch import nn
 
 from amage_core.config import TrainConfig, replace
 from amage_core.train import loop
+from amage_core.train.checkpoint import CHECKPOINT, load_checkpoint
 from amage_core.train.dataset import CohortDataset, input_spec
 from amage_core.train.scaler import AgeScaler
 from train_fixtures import TinyModel
@@ -110,7 +111,7 @@ def test_stop_after_keeps_the_weights_the_full_schedule_has_at_that_epoch(cohort
     none = loop.fit(model, train, val, cfg, tmp_path / "none", progress=False, stop_after=0)
     assert none.epochs_run == 0 and none.best_epoch == 0
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in start.items())
-    kept = loop.load_checkpoint(tmp_path / "none" / loop.CHECKPOINT)
+    kept = load_checkpoint(tmp_path / "none" / CHECKPOINT)
     assert kept["finished"] and all(torch.equal(v, kept["best_model"][k]) for k, v in start.items())
     for bad in (-1, 7):
         with pytest.raises(ValueError, match="stop_after must be in"):
