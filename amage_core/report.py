@@ -97,11 +97,10 @@ def _pm(mean, sd, digits: int) -> str:
 
 
 def histories(run) -> dict[str, pd.DataFrame]:
-    """Per-fold training histories (``fold-<k>/history.csv``) of a deep-model run."""
-    out = {}
-    for path in sorted(run.path.glob("fold-*/history.csv")):
-        out[path.parent.name.removeprefix("fold-")] = pd.read_csv(path)
-    return out
+    """Per-fold learning curves of a deep-model run (``train.rundir.fold_histories``)."""
+    from amage_core.train.rundir import fold_histories
+
+    return fold_histories(run.path)
 
 
 def with_participants(run, cohort, columns=("sex",)) -> pd.DataFrame:

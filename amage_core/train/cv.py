@@ -53,8 +53,8 @@ from amage_core.io import stable_hash, write_tsv
 from amage_core.parallel import map_folds
 from amage_core.train.dataset import CohortDataset, check_compatible, input_spec
 from amage_core.train.loop import RUNTIME_FIELDS, fit, predict
-from amage_core.train.rundir import (EXTERNAL, RunDir, RunResult, cohort_identity, has_sessions,
-                                     prediction_table, split_table)
+from amage_core.train.rundir import (EXTERNAL, FUSION_EPOCHS, RunDir, RunResult, cohort_identity,
+                                     has_sessions, prediction_table, split_table)
 from amage_core.train.scaler import AgeScaler
 from amage_core.train.splits import assign_folds, fold_rows, inner_split, participant_keys
 
@@ -310,9 +310,6 @@ def fold_weights(run_path: Path, fold: str) -> dict:
     if weights is None:
         raise ValueError(f"{run_path}/fold-{fold}: the fit did not finish (no kept weights)")
     return weights
-
-
-FUSION_EPOCHS = "fusion-epochs"     # fold subfolder of the fit that chooses the fusion stage's epochs
 
 
 def _built(build: ModelFactory | None, model_cfg: ModelConfig, cohort: PreparedCohort,

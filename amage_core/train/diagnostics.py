@@ -86,14 +86,15 @@ def steepest_lr(table: pd.DataFrame, skip: float = 0.1) -> float:
 
 
 def curves(runs: dict) -> pd.DataFrame:
-    """Learning curves of runs (label -> run with ``fold-<k>/history.csv``): one row per
-    (model, fold, epoch) with ``train_loss``, ``val_loss`` (NaN where the run kept no validation
-    split) and ``lr``."""
+    """Learning curves of runs (label -> run with ``fold-<k>/history.csv``; a fusion run gives its
+    stage's curve on the blend split, ``train.rundir.fold_histories``): one row per (model, fold,
+    epoch) with ``train_loss``, ``val_loss`` (NaN where the run kept no validation split) and ``lr``."""
+    from amage_core.train.rundir import fold_histories
+
     frames = []
     for label, run in runs.items():
-        for path in sorted(run.path.glob("fold-*/history.csv")):
-            h = pd.read_csv(path)
-            h.insert(0, "fold", path.parent.name.removeprefix("fold-"))
+        for fold, h in fold_histories(run.path).items():
+            h.insert(0, "fold", fold)
             h.insert(0, "model", label)
             frames.append(h)
     if not frames:

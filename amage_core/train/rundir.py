@@ -9,6 +9,8 @@
 <run>/done.json              config_hash of the finished run (a re-run with the same hash reuses it)
 <run>/fold-<k>/              per fold: predictions.tsv, split.tsv (participant_id, role fit|val|test),
                              scaler.json, bias.json, done.json [+ history.csv, checkpoint.pt]
+<run>/fold-<k>/fusion-epochs/  a fusion run whose stage's epochs were chosen on the blend split:
+                             that choice's fit (history.csv, checkpoint.pt; train.cv.choose_fusion_epochs)
 ```
 ``session`` is written only when a participant has several rows (sessions) in the cohort. A fold
 named ``external`` holds a cross-cohort test. Folds may finish in separate processes; whichever
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from amage_core.data.cohort import PreparedCohort
 
 EXTERNAL = "external"
+FUSION_EPOCHS = "fusion-epochs"     # fold subfolder of the fit that chooses the fusion stage's epochs
 _PACKAGES = ("torch", "torch_geometric", "monai", "numpy", "scipy", "pandas", "sklearn", "nilearn")
 
 
@@ -151,6 +154,18 @@ class RunDir:
         for name, record in records.items():
             write_json(folder / f"{name}.json", record)
         write_json(folder / "done.json", {"config_hash": config_hash})
+
+
+def fold_histories(run_path: Path) -> dict[str, pd.DataFrame]:
+    """Fold name -> the learning curve of a deep run's fold (``history.csv``: epoch, train_loss,
+    val_loss, lr, seconds). A fusion run whose stage's epochs were chosen on the blend split gives
+    that choice's curve (``fusion-epochs/history.csv``: every epoch, scored on the blend runs'
+    held-out participants), since its own fit stops at the chosen epoch."""
+    out = {}
+    for path in sorted(Path(run_path).glob("fold-*/history.csv")):
+        chosen = path.parent / FUSION_EPOCHS / "history.csv"
+        out[path.parent.name.removeprefix("fold-")] = pd.read_csv(chosen if chosen.is_file() else path)
+    return out
 
 
 def read_predictions(path: Path) -> pd.DataFrame:

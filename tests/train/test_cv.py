@@ -219,7 +219,8 @@ def test_fusion_epochs_are_chosen_on_the_blend_split_inside_the_training_fold(tm
     participants was lowest, with encoders the blend runs trained on the others; none of them is
     in the test fold. With 0 epochs the fusion predicts the blend of its branches exactly."""
     from amage_core.train import cv
-    from amage_core.train.cv import FUSION_EPOCHS, fusion_branches
+    from amage_core.train.cv import fusion_branches
+    from amage_core.train.rundir import FUSION_EPOCHS, fold_histories
 
     profile = load_profile(repo / "tests" / "profiles" / "tiny.yml")
     cohort = make_cohort(tmp_path / "c", n=60)
@@ -238,6 +239,8 @@ def test_fusion_epochs_are_chosen_on_the_blend_split_inside_the_training_fold(tm
         assert record["kept_epoch"] == record["epochs_run"] == chosen["epochs"]
         history = pd.read_csv(fused.path / f"fold-{fold}" / FUSION_EPOCHS / "history.csv")
         np.testing.assert_allclose(history["val_loss"], chosen["val_loss"][1:])
+        # the fold's learning curve shown in the book is that choice's, every epoch of it
+        pd.testing.assert_frame_equal(fold_histories(fused.path)[fold], history)
         roles = pd.read_csv(branches.blend["fmri"].path / f"fold-{fold}" / "split.tsv", sep="\t", dtype=str)
         roles = roles[roles["role"].isin(["fit", "val"])]
         test_ids = set(folds.loc[folds["fold"] == fold, "participant_id"])
