@@ -221,20 +221,33 @@ class BrainAgeModel(nn.Module):
 
     @contextlib.contextmanager
     def cached_encodings(self, plain, augmented=None, n_augmented: int = 0, batch_size: int = 16,
-                         device: torch.device | str = "cpu") -> Iterator[EncodingCache]:
+                         device: torch.device | str = "cpu", extra=None) -> Iterator[EncodingCache]:
         """Encode every participant of ``plain`` once with the frozen encoders (and ``n_augmented``
-        draws of ``augmented``: :meth:`EncodingCache.of`); inside the ``with`` block, a batch whose
-        participants (``batch.idx``) were all encoded reads their encodings instead of running the
-        encoders (the batch may then carry only ``idx`` and ``y``); other batches run the encoders
-        as usual. Training the fusion stage on frozen encoders thus costs the fusion and head only
-        (``train.loop.fit`` uses it, and sets the epoch on the yielded cache)."""
+        draws of ``augmented``, and ``extra`` participants of the same cohort in the plain view
+        only, e.g. a validation split: :meth:`EncodingCache.of`); inside the ``with`` block, a batch
+        whose participants (``batch.idx``, rows of that cohort) were all encoded reads their
+        encodings instead of running the encoders (the batch may then carry only ``idx`` and
+        ``y``); other batches run the encoders as usual. Training the fusion stage on frozen
+        encoders thus costs the fusion and head only (``train.loop.fit`` uses it, and sets the
+        epoch on the yielded cache). Batches of another cohort must be run under
+        :meth:`encodings_suspended` (their rows would name other participants)."""
         if not self.encoders_frozen:
             raise ValueError("cached_encodings needs a fusion model with every encoder frozen")
-        self._encoded = EncodingCache.of(self, plain, augmented, n_augmented, batch_size, device)
+        self._encoded = EncodingCache.of(self, plain, augmented, n_augmented, batch_size, device, extra)
         try:
             yield self._encoded
         finally:
             self._encoded = None
+
+    @contextlib.contextmanager
+    def encodings_suspended(self) -> Iterator[None]:
+        """Inside the ``with`` block the encoders run on every batch, cache or not (for a dataset
+        of another cohort than the cached one)."""
+        saved, self._encoded = self._encoded, None
+        try:
+            yield
+        finally:
+            self._encoded = saved
 
     def train(self, mode: bool = True) -> BrainAgeModel:
         super().train(mode)
@@ -322,10 +335,12 @@ class EncodingCache:
     @classmethod
     @torch.no_grad()
     def of(cls, model: BrainAgeModel, plain, augmented=None, n_augmented: int = 0,
-           batch_size: int = 16, device: torch.device | str = "cpu") -> EncodingCache:
+           batch_size: int = 16, device: torch.device | str = "cpu", extra=None) -> EncodingCache:
         """Encode ``plain`` (the dataset without augmentation) and, when ``augmented`` is given,
         ``n_augmented`` draws of it (``augmented.set_epoch(v)`` for v = 1..n: the draws those
-        training epochs would see). The same participants, in the same order, in every view."""
+        training epochs would see): the same participants, in the same order, in every view.
+        ``extra`` (a plain dataset of the same cohort) is appended to the plain view only: it is
+        read in eval mode (validation), never by a training batch."""
         from torch_geometric.loader import DataLoader
 
         def encode(dataset):
@@ -340,6 +355,11 @@ class EncodingCache:
 
         with torch.random.fork_rng(devices=[]):     # a DataLoader draws a seed: leave training's RNG alone
             rows, view = encode(plain)
+            if extra is not None and len(extra):
+                more, added = encode(extra)
+                rows = torch.cat([rows, more])
+                view = tuple(tuple(a if b is None else torch.cat([a, b]) for a, b in zip(mine, theirs))
+                             for mine, theirs in zip(view, added))
             views = [view]
             for epoch in range(1, (n_augmented if augmented is not None else 0) + 1):
                 augmented.set_epoch(epoch)
@@ -357,6 +377,8 @@ class EncodingCache:
             return tokens[take], embedding[take], None if mask is None else mask[take]
 
         fmri, structural = self.views[self.train_view if training else 0]
+        if len(take) and int(take.max()) >= len(fmri[1]):      # an extra (plain-only) participant
+            return None
         return GraphEncoding(*rows_of(*fmri)), Encoding(*rows_of(*structural))
 
 

@@ -119,13 +119,19 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
     ctx = distributed.context()
     device = resolve_device(cfg.device)
     encodings = contextlib.nullcontext()      # entered with the epochs; yields the cache or None
+    val_encodings = contextlib.nullcontext    # how the validation set is evaluated under it
     if getattr(model, "encoders_frozen", False):
         # the fusion stage on frozen encoders: every participant is encoded once per view (plain,
         # and cfg.encoded_views augmented draws) and the training batches carry labels only
         plain = getattr(train_set, "without_augmentation", lambda: train_set)()
         augmented = train_set if plain is not train_set else None
+        # the validation participants are encoded once too when they belong to the same cohort
+        # (rows name participants of one cohort); another cohort's are run through the encoders
+        same_cohort = has_val and getattr(val_set, "cohort", None) is getattr(train_set, "cohort", False)
+        if has_val and not same_cohort:
+            val_encodings = model.encodings_suspended
         encodings = model.cached_encodings(plain, augmented, min(cfg.encoded_views, final),
-                                           cfg.batch_size, device)
+                                           cfg.batch_size, device, val_set if same_cohort else None)
         train_set = getattr(train_set, "labels_only", lambda: train_set)()
     channels_last = device.type == "cuda" and "smri" in getattr(model, "modalities", ())
     model.to(device)
@@ -188,7 +194,8 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
             if has_val or last:
                 evaluated = _evaluated_weights(model, ema, bn_loader, device)
                 if has_val:
-                    val_loss = _loss_with(model, evaluated, val_set, cfg, device)
+                    with val_encodings():
+                        val_loss = _loss_with(model, evaluated, val_set, cfg, device)
             if selection == "best":
                 state.consider(epoch, val_loss, evaluated)
             if last:

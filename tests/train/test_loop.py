@@ -216,9 +216,11 @@ def test_frozen_encoders_are_run_once_per_view_and_give_the_same_fit(cohort, gra
     torch.manual_seed(0)
     branches = {"fmri": build_model(replace(profile.model, variant="fmri"), spec).state_dict(),
                 "structural": build_model(replace(profile.model, variant="smri"), spec).state_dict()}
+    val_rows = np.arange(24, 32)
+    val = CohortDataset(cohort, val_rows, graph_cfg, scaler, frozenset({"fmri", "smri"}))
     cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-2, seed=0, device="cpu", ema_epochs=1, augment=augment,
                       encoded_views=3)
-    fitted, calls = [], []
+    fitted, calls, curves = [], [], []
     for cached in (True, False):
         if not cached:
             monkeypatch.setattr(BrainAgeModel, "encoders_frozen", property(lambda self: False))
@@ -227,11 +229,43 @@ def test_frozen_encoders_are_run_once_per_view_and_give_the_same_fit(cohort, gra
         model.load_branches(branches, "frozen")
         seen = []
         model.fmri_encoder.register_forward_hook(lambda m, i, o: seen.append(o.embedding.shape[0]))
-        loop.fit(model, data, None, cfg, progress=False)
+        result = loop.fit(model, data, val, cfg, progress=False)
         fitted.append(model.state_dict())
         calls.append(sum(seen))
+        curves.append(result.history["val_loss"].to_numpy())
     views = 1 + (cfg.encoded_views if augment else 0)
-    assert calls[0] == views * len(rows)          # every participant once per view
-    assert calls[1] >= cfg.epochs * len(rows)     # every participant at every epoch
+    # every training participant once per view, every validation participant once
+    assert calls[0] == views * len(rows) + len(val_rows)
+    assert calls[1] >= cfg.epochs * (len(rows) + len(val_rows))     # everyone at every epoch
     for key, value in fitted[1].items():
         torch.testing.assert_close(fitted[0][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    np.testing.assert_allclose(curves[0], curves[1], rtol=1e-4)
+
+
+def test_a_validation_set_of_another_cohort_is_never_read_from_the_encoding_cache(cohort, graph_cfg, repo,
+                                                                                   tmp_path):
+    """Cached encodings are looked up by cohort row: another cohort's row 3 is another person, so a
+    validation set from another cohort runs through the encoders (its loss is the model's own)."""
+    from amage_core.config import load_profile
+    from amage_core.models import build_model
+    from train_fixtures import make_cohort
+
+    profile = load_profile(repo / "tests" / "profiles" / "tiny.yml")
+    spec = input_spec(cohort)
+    part = cohort.participants
+    rows = np.arange(24)
+    scaler = AgeScaler.fit(part["age"].iloc[rows], part["participant_id"].iloc[rows])
+    mods = frozenset({"fmri", "smri"})
+    data = CohortDataset(cohort, rows, graph_cfg, scaler, mods)
+    other = make_cohort(tmp_path / "other", seed=5, age_range=(60.0, 90.0))
+    val = CohortDataset(other, np.arange(8), graph_cfg, scaler, mods)    # rows 0-7: trained-on rows here
+    torch.manual_seed(0)
+    branches = {"fmri": build_model(replace(profile.model, variant="fmri"), spec).state_dict(),
+                "structural": build_model(replace(profile.model, variant="smri"), spec).state_dict()}
+    model = build_model(replace(profile.model, variant="amagenet"), spec)
+    model.load_branches(branches, "frozen")
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-2, seed=0, device="cpu", ema_epochs=0)
+    result = loop.fit(model, data, val, cfg, progress=False)
+    assert model.encoders_frozen
+    own = loop.evaluate_loss(model, val, cfg, torch.device("cpu"))     # after fit: no cache
+    assert result.history["val_loss"].iloc[-1] == pytest.approx(own, rel=1e-5)
