@@ -300,6 +300,12 @@ def test_blend_weights_are_fit_out_of_sample_and_fixed(tmp_path, repo):
     x = np.c_[fmri, smri]
     combined = x @ [fit["w_fmri"], fit["w_structural"]] + fit["intercept_years"]
     assert np.mean(np.abs(combined - age)) <= np.mean(np.abs(smri - age)) + 0.05
+    # a branch whose predictions barely vary is weighed, never stretched (unbounded: weight ~20)
+    flat = age.mean() + 0.05 * (age - age.mean()) + rng.normal(0, 0.05, 40)
+    pd.DataFrame({"participant_id": [f"sub-{i}" for i in range(40)], "age": age, "predicted_age": flat}
+                 ).to_csv(tmp_path / "structural" / "fold-0" / VAL_PREDICTIONS, sep="\t", index=False)
+    stretched = blend_weights(blend, "0")
+    assert stretched["w_structural"] == pytest.approx(1.0) and 0 <= stretched["w_fmri"] <= 1
 
     spec = InputSpec(n_roi=12, node_features=12, t1_shape=(16, 16, 16))
     model = build_model(tiny_config("amagenet"), spec).eval()
