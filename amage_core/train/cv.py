@@ -19,13 +19,13 @@ fine-tuned (``BrainAgeModel.load_branches``). The weights of the residual late-f
 how much each branch counts, which the training participants cannot tell (every branch fits them
 well): with ``blend`` runs (the same branches trained with an inner validation split,
 ``TrainConfig.blend_fraction``) they are fit out of sample, by least squares with weights in [0, 1]
-on the blend runs' validation predictions (:func:`blend_weights`), and kept fixed; the cross-attention and the gate then learn a
-correction on the training fold. That correction reads encodings of participants the frozen encoders
-were trained on, which fit far better than a test participant's, so it over-fits: how many epochs
-it trains (0: the blend alone) is chosen on the blend split (:func:`choose_fusion_epochs`,
-``TrainConfig.fusion_epochs``), where a fusion
-stage on the blend runs' encoders trains on their fit participants and is scored on their held-out
-ones, as the real one is on the test fold; the real fit keeps its weights of that epoch.
+on the blend runs' validation predictions (:func:`blend_weights`), and kept fixed; the
+cross-attention and the gate then learn a correction on the training fold. That correction reads
+encodings of participants the frozen encoders were trained on, which fit far better than a test
+participant's, so it over-fits: how many epochs it trains (0: the blend alone) is chosen on the
+blend split (:func:`choose_fusion_epochs`, ``TrainConfig.fusion_epochs``), where a fusion stage on
+the blend runs' encoders trains on their fit participants and is scored on their held-out ones, as
+the real one is on the test fold; the real fit keeps its weights of that epoch.
 
 A run whose folds keep an inner validation split writes its predictions of those participants to
 ``fold-<k>/val_predictions.tsv`` (participant_id, age, predicted_age).
@@ -54,7 +54,7 @@ from amage_core.parallel import map_folds
 from amage_core.train.dataset import CohortDataset, check_compatible, input_spec
 from amage_core.train.loop import RUNTIME_FIELDS, fit, predict
 from amage_core.train.rundir import (EXTERNAL, FUSION_EPOCHS, RunDir, RunResult, cohort_identity,
-                                     has_sessions, prediction_table, split_table)
+                                     fold_roles, has_sessions, prediction_table, split_table)
 from amage_core.train.scaler import AgeScaler
 from amage_core.train.splits import assign_folds, fold_rows, inner_split, participant_keys
 
@@ -329,10 +329,10 @@ def _built(build: ModelFactory | None, model_cfg: ModelConfig, cohort: PreparedC
     return model
 
 
-def choose_fusion_epochs(split: FoldSplit, cohort: PreparedCohort, model_cfg: ModelConfig, cfg: TrainConfig,
-                  graph_cfg: GraphConfig, blend: dict[str, RunResult], late_fit: dict,
-                  build: ModelFactory | None, caches: dict[int, dict], out_dir: Path, resume: bool,
-                  progress: bool) -> dict:
+def choose_fusion_epochs(split: FoldSplit, cohort: PreparedCohort, model_cfg: ModelConfig,
+                         cfg: TrainConfig, graph_cfg: GraphConfig, blend: dict[str, RunResult],
+                         late_fit: dict, build: ModelFactory | None, caches: dict[int, dict],
+                         out_dir: Path, resume: bool, progress: bool) -> dict:
     """How many epochs the fusion stage of fold ``split.name`` trains (the module docstring says why).
 
     A fusion model starts from the blend runs' fold models (encoders trained on their fit
@@ -373,13 +373,8 @@ def _blend_split(blend: dict[str, RunResult], split: FoldSplit, part: pd.DataFra
     both branches, and inside the fold's training part), as rows of ``part``."""
     from amage_core.io import read_json
 
-    roles, scalers = [], []
-    for result in blend.values():
-        fold_dir = Path(result.path) / f"fold-{split.name}"
-        table = pd.read_csv(fold_dir / "split.tsv", sep="\t", dtype={"participant_id": str})
-        roles.append({role: frozenset(table.loc[table["role"] == role, "participant_id"])
-                      for role in ("fit", "val")})
-        scalers.append(read_json(fold_dir / "scaler.json"))
+    roles = [fold_roles(result.path, split.name) for result in blend.values()]
+    scalers = [read_json(Path(result.path) / f"fold-{split.name}" / "scaler.json") for result in blend.values()]
     if any(r != roles[0] for r in roles) or any(s != scalers[0] for s in scalers):
         raise ValueError(f"fold {split.name}: the blend runs {[r.path for r in blend.values()]} split "
                          "their training participants differently")
@@ -397,9 +392,7 @@ def _pretrained_branches(pretrained: dict[str, RunResult], split: FoldSplit, par
     branches = {}
     fit_ids = set(part["participant_id"].astype(str).to_numpy()[split.fit_rows])
     for branch, result in pretrained.items():
-        roles = pd.read_csv(Path(result.path) / f"fold-{split.name}" / "split.tsv", sep="\t",
-                            dtype={"participant_id": str})
-        if set(roles.loc[roles["role"] == "fit", "participant_id"]) != fit_ids:
+        if fold_roles(result.path, split.name)["fit"] != fit_ids:
             raise ValueError(f"the pretrained {branch} run {result.path} fit fold {split.name} on other "
                              "participants (another seed, split or cohort?)")
         branches[branch] = fold_weights(result.path, split.name)
@@ -425,10 +418,10 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
             late_fit = blend_weights(pretrained.blend, split.name, training)
             if "w_fmri" in late_fit:
                 model.set_late_weights(late_fit, split.scaler)
-            if "w_fmri" in late_fit and cfg.fusion_epochs == "blend-split":
-                fusion = choose_fusion_epochs(split, cohort, model_cfg, cfg, graph_cfg, pretrained.blend,
-                                              late_fit, build, caches,
-                                              run.fold_dir(split.name) / FUSION_EPOCHS, resume, progress)
+                if cfg.fusion_epochs == "blend-split":
+                    fusion = choose_fusion_epochs(split, cohort, model_cfg, cfg, graph_cfg, pretrained.blend,
+                                                  late_fit, build, caches,
+                                                  run.fold_dir(split.name) / FUSION_EPOCHS, resume, progress)
     if test_cohort is not None:
         check_compatible(cohort, test_cohort, modalities)
 

@@ -170,11 +170,16 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
         if state.finished:
             model.load_state_dict(state.best_model)
             return state.result()
-    if final == 0:          # the starting weights, kept as a finished fit
-        state.finished, state.best_val_loss, state.best_model = True, float("nan"), _snapshot(model)
+
+    def persist() -> None:
+        """History and checkpoint of the fit so far, written atomically (main process only)."""
         if ckpt_path is not None and ctx.is_main:
             write_history(ckpt_path.parent / HISTORY, state.history_frame())
             save_checkpoint(ckpt_path, state.to_checkpoint(fingerprint, model, ema, optimizer, scheduler))
+
+    if final == 0:          # the starting weights, kept as a finished fit
+        state.finished, state.best_val_loss, state.best_model = True, float("nan"), _snapshot(model)
+        persist()
         return state.result()
     writer = _tensorboard(out_dir) if out_dir is not None and ctx.is_main else None
     bar = tqdm(range(state.epoch + 1, final + 1), desc=desc, unit="epoch", leave=False,
@@ -209,9 +214,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
             if not np.isfinite(train_loss):
                 raise RuntimeError(f"{desc}: the training loss is {train_loss} at epoch {epoch} "
                                    f"(lr {lr:.2e}): the fit diverged")
-            if ckpt_path is not None and ctx.is_main:
-                write_history(ckpt_path.parent / HISTORY, state.history_frame())
-                save_checkpoint(ckpt_path, state.to_checkpoint(fingerprint, model, ema, optimizer, scheduler))
+            persist()
             if writer is not None:
                 for key, value in (("loss/train", train_loss), ("loss/val", val_loss), ("lr", lr)):
                     writer.add_scalar(key, value, epoch)

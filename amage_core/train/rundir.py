@@ -156,6 +156,12 @@ class RunDir:
         write_json(folder / "done.json", {"config_hash": config_hash})
 
 
+def fold_roles(run_path: Path, fold: str | int) -> dict[str, frozenset[str]]:
+    """``{"fit", "val", "test"}`` -> the participant_ids of fold ``fold`` in that role (``split.tsv``)."""
+    table = pd.read_csv(Path(run_path) / f"fold-{fold}" / "split.tsv", sep="\t", dtype={"participant_id": str})
+    return {role: frozenset(table.loc[table["role"] == role, "participant_id"]) for role in ("fit", "val", "test")}
+
+
 def fold_histories(run_path: Path) -> dict[str, pd.DataFrame]:
     """Fold name -> the learning curve of a deep run's fold (``history.csv``: epoch, train_loss,
     val_loss, lr, seconds). A fusion run whose stage's epochs were chosen on the blend split gives
