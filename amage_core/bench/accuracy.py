@@ -40,28 +40,24 @@ def _epoch_seconds(run_path: Path) -> float | None:
 
 
 def _metrics(run, seconds: float, earlier: dict[str, float]) -> dict[str, Any]:
-    """Pooled metrics of a run or of seed runs (``workflow.seed_runs``): ``mae`` etc. of the seed
-    ensemble, and ``mae_seeds`` (one per seed), their mean and SD (ddof 1; None for one seed),
-    the mean r(gap, age) over seeds. ``seconds``: this call's wall time, None when finished runs
-    were reused; then ``computed_seconds`` is the time an earlier benchmark (``earlier``: run path
-    -> seconds) measured for them. ``epoch_seconds``: the training epochs' time the runs recorded."""
-    import numpy as np
-
+    """Pooled metrics of seed runs (``workflow.seed_runs``; a baseline's one run): ``mae`` etc. of
+    the seed ensemble, and ``mae_seeds`` (one per seed, ``SeedRuns.per_seed``), their mean and SD
+    (``SeedRuns.spread``; None for one seed), the mean r(gap, age) over seeds. ``seconds``: this
+    call's wall time, None when finished runs were reused; then ``computed_seconds`` is the time an
+    earlier benchmark (``earlier``: run path -> seconds) measured for them. ``epoch_seconds``: the
+    training epochs' time the runs recorded."""
     from amage_core.evaluate.metrics import regression_metrics
 
-    def pooled_of(df):
-        return regression_metrics(df["age"].to_numpy(float), df["predicted_age"].to_numpy(float))
-
-    pooled = pooled_of(run.predictions)
-    seeds = [pooled_of(r.predictions) for r in getattr(run, "runs", [run])]
-    maes = [m["mae"] for m in seeds]
-    epochs = [_epoch_seconds(r.path) for r in getattr(run, "runs", [run])]
+    df = run.predictions
+    pooled = regression_metrics(df["age"].to_numpy(float), df["predicted_age"].to_numpy(float))
+    spread = run.spread()
+    epochs = [_epoch_seconds(r.path) for r in run.runs]
     measured = None if run.reused else round(seconds, 1)
     return {"mae": pooled["mae"], "rmse": pooled["rmse"], "r2": pooled["r2"], "r": pooled["pearson_r"],
             "gap_age_r": pooled["gap_age_r"], "gap_age_spearman": pooled["gap_age_spearman"], "n": pooled["n"],
-            "seeds": len(seeds), "mae_seeds": maes, "mae_seed_mean": float(np.mean(maes)),
-            "mae_seed_sd": float(np.std(maes, ddof=1)) if len(maes) > 1 else None,
-            "gap_age_r_seed_mean": float(np.mean([m["gap_age_r"] for m in seeds])),
+            "seeds": len(run.runs), "mae_seeds": run.per_seed()["mae"].astype(float).tolist(),
+            "mae_seed_mean": spread["mae"]["mean"], "mae_seed_sd": spread["mae"]["sd"],
+            "gap_age_r_seed_mean": spread["gap_age_r"]["mean"],
             "seconds": measured, "reused": bool(run.reused),
             "computed_seconds": measured if measured is not None else earlier.get(str(run.path)),
             "epoch_seconds": round(sum(epochs), 1) if all(e is not None for e in epochs) else None,
@@ -196,8 +192,8 @@ def targets(models: dict[str, dict]) -> list[dict[str, Any]]:
     for name, m in models.items():
         if m.get("seeds", 1) > 1:
             add(f"{name}: SD over {m['seeds']} seeds at most 0.3", f"{m['mae_seed_sd']:.2f}", m["mae_seed_sd"] <= 0.3)
-    if a is not None and a.get("gap_age_r_seed_mean", a.get("gap_age_r")) is not None:
-        r = a.get("gap_age_r_seed_mean", a.get("gap_age_r"))
+    r = None if a is None else a.get("gap_age_r_seed_mean", a.get("gap_age_r"))
+    if r is not None:
         add("AMAge-Net r(gap, age) at least -0.3", f"{r:.2f}", r >= -0.3)
     return out
 

@@ -196,6 +196,29 @@ def test_bf16_autocast_only_on_gpus_that_compute_it_natively(monkeypatch):
     assert isinstance(loop._autocast(torch.device("cpu"), True), contextlib.nullcontext)
 
 
+def _frozen_fusion(cohort, repo):
+    """(training rows 0-23, their age scaler, a function making a tiny AMAge-Net whose random fMRI
+    and DenseNet branches, drawn once from seed 0, are loaded frozen)."""
+    from amage_core.config import load_profile
+    from amage_core.models import build_model
+
+    profile = load_profile(repo / "tests" / "profiles" / "tiny.yml")
+    spec = input_spec(cohort)
+    part = cohort.participants
+    rows = np.arange(24)
+    scaler = AgeScaler.fit(part["age"].iloc[rows], part["participant_id"].iloc[rows])
+    torch.manual_seed(0)
+    branches = {"fmri": build_model(replace(profile.model, variant="fmri"), spec).state_dict(),
+                "structural": build_model(replace(profile.model, variant="smri"), spec).state_dict()}
+
+    def fused():
+        model = build_model(replace(profile.model, variant="amagenet"), spec)
+        model.load_branches(branches, "frozen")
+        return model
+
+    return rows, scaler, fused
+
+
 @pytest.mark.parametrize("augment", [False, True])
 def test_frozen_encoders_are_run_once_per_view_and_give_the_same_fit(cohort, graph_cfg, repo, monkeypatch,
                                                                       augment):
@@ -203,19 +226,10 @@ def test_frozen_encoders_are_run_once_per_view_and_give_the_same_fit(cohort, gra
     step): without augmentation one plain view; with it, views of the augmented draws of epochs
     1..encoded_views, so with encoded_views = epochs it reaches exactly the weights it reaches when
     the encoders run on every batch."""
-    from amage_core.config import load_profile
-    from amage_core.models import build_model
     from amage_core.models.amagenet import BrainAgeModel
 
-    profile = load_profile(repo / "tests" / "profiles" / "tiny.yml")
-    spec = input_spec(cohort)
-    part = cohort.participants
-    rows = np.arange(24)
-    scaler = AgeScaler.fit(part["age"].iloc[rows], part["participant_id"].iloc[rows])
+    rows, scaler, fused = _frozen_fusion(cohort, repo)
     data = CohortDataset(cohort, rows, graph_cfg, scaler, frozenset({"fmri", "smri"}), augment=augment, seed=3)
-    torch.manual_seed(0)
-    branches = {"fmri": build_model(replace(profile.model, variant="fmri"), spec).state_dict(),
-                "structural": build_model(replace(profile.model, variant="smri"), spec).state_dict()}
     val_rows = np.arange(24, 32)
     val = CohortDataset(cohort, val_rows, graph_cfg, scaler, frozenset({"fmri", "smri"}))
     cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-2, seed=0, device="cpu", ema_epochs=1, augment=augment,
@@ -225,8 +239,7 @@ def test_frozen_encoders_are_run_once_per_view_and_give_the_same_fit(cohort, gra
         if not cached:
             monkeypatch.setattr(BrainAgeModel, "encoders_frozen", property(lambda self: False))
         torch.manual_seed(1)
-        model = build_model(replace(profile.model, variant="amagenet"), spec)
-        model.load_branches(branches, "frozen")
+        model = fused()
         seen = []
         model.fmri_encoder.register_forward_hook(lambda m, i, o: seen.append(o.embedding.shape[0]))
         result = loop.fit(model, data, val, cfg, progress=False)
@@ -246,24 +259,14 @@ def test_a_validation_set_of_another_cohort_is_never_read_from_the_encoding_cach
                                                                                    tmp_path):
     """Cached encodings are looked up by cohort row: another cohort's row 3 is another person, so a
     validation set from another cohort runs through the encoders (its loss is the model's own)."""
-    from amage_core.config import load_profile
-    from amage_core.models import build_model
     from train_fixtures import make_cohort
 
-    profile = load_profile(repo / "tests" / "profiles" / "tiny.yml")
-    spec = input_spec(cohort)
-    part = cohort.participants
-    rows = np.arange(24)
-    scaler = AgeScaler.fit(part["age"].iloc[rows], part["participant_id"].iloc[rows])
+    rows, scaler, fused = _frozen_fusion(cohort, repo)
     mods = frozenset({"fmri", "smri"})
     data = CohortDataset(cohort, rows, graph_cfg, scaler, mods)
     other = make_cohort(tmp_path / "other", seed=5, age_range=(60.0, 90.0))
     val = CohortDataset(other, np.arange(8), graph_cfg, scaler, mods)    # rows 0-7: trained-on rows here
-    torch.manual_seed(0)
-    branches = {"fmri": build_model(replace(profile.model, variant="fmri"), spec).state_dict(),
-                "structural": build_model(replace(profile.model, variant="smri"), spec).state_dict()}
-    model = build_model(replace(profile.model, variant="amagenet"), spec)
-    model.load_branches(branches, "frozen")
+    model = fused()
     cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-2, seed=0, device="cpu", ema_epochs=0)
     result = loop.fit(model, data, val, cfg, progress=False)
     assert model.encoders_frozen
