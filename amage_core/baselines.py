@@ -168,7 +168,7 @@ def run_baseline(name: str, cohort: PreparedCohort, train_cfg: TrainConfig, out:
                  test_cohort: PreparedCohort | None = None, resume: bool = False,
                  progress: bool = True, folds: list[str | int] | None = None,
                  assignment: pd.DataFrame | None = None) -> RunResult:
-    """Cross-validate (or cross-cohort test) baseline ``name``; write and return the run.
+    """Cross-validate (or cross-cohort test, a fold ensemble) baseline ``name``; write and return the run.
 
     Arguments as :func:`amage_core.train.cv.cross_validate`; ``train_cfg`` supplies the folds,
     seed, age bins and bias-correction method (the baselines always follow the nested protocol).
@@ -218,7 +218,7 @@ def run_baseline(name: str, cohort: PreparedCohort, train_cfg: TrainConfig, out:
                 continue
             _fit_fold(name, run, config_hash, fold, cohort, fold_table, test_cohort, train_cfg, blocks,
                       x_train_all, x_test_all)
-    return run.finish(names, config_hash)
+    return run.finish(names, config_hash, ensemble=test_cohort is not None)
 
 
 def _fit_fold(name: str, run: RunDir, config_hash: str, fold: str, cohort: PreparedCohort,

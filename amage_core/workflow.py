@@ -100,8 +100,11 @@ def run(
     progress: bool = True,
 ):
     """Cross-validate ``model`` (a variant of ``amage_core.models.VARIANTS`` or a baseline of
-    ``amage_core.baselines.BASELINES``) on ``cohort``; with ``test_cohort``, train on all of
-    ``cohort`` and test on the other one.
+    ``amage_core.baselines.BASELINES``) on ``cohort``; with ``test_cohort``, test on that cohort
+    the fold ensemble of the cross-validation (``train.cv``: each fold model, trained on its part of
+    ``cohort``, predicts every test participant; the mean is the prediction). A deep model's fold
+    models are those of the cross-validation run with the same settings, trained first (or
+    reused), so transfer costs inference only.
 
     ``train``, ``model_overrides`` and ``graph`` change sections of the profile for this run only
     (e.g. ``train={"protocol": "released-code"}``, ``graph={"sparsify": "positive"}``); a variant
@@ -116,12 +119,15 @@ def run(
     train_cfg = replace(prof.train, **(train or {}))
     graph_cfg = _graph_config(prof, model, graph)
     model_cfg = None if model in BASELINES else replace(prof.model, variant=model, **(model_overrides or {}))
-    pretrained = None
+    pretrained = source = None
+    if model_cfg is not None and test_cohort:
+        # the fold models to transfer: the cross-validation run's (the branches too are theirs)
+        source = run(prof, cohort, model, train=train, model_overrides=model_overrides, graph=graph,
+                     where=where, progress=progress)
     if model_cfg is not None and is_fusion(model_cfg) and train_cfg.fusion_encoders != "scratch":
         from amage_core.train.cv import Branches, needs_blend
 
-        options = dict(test_cohort=test_cohort, graph=to_dict(graph_cfg), where=where,
-                       test_where=test_where, progress=progress)
+        options = dict(graph=to_dict(graph_cfg), where=where, progress=progress)
         pretrained = Branches(branch_runs(prof, cohort, model_cfg, train=train, **options))
         if needs_blend(model_cfg, train_cfg):
             # one pair of blend runs per set of outer folds, shared by every training seed (seed
@@ -142,7 +148,7 @@ def run(
     if model_cfg is None:
         return run_baseline(model, data, train_cfg, out, test_cohort=test, progress=progress)
     return cross_validate(data, model_cfg, train_cfg, graph_cfg, out, test_cohort=test,
-                          resume=True, progress=progress, pretrained=pretrained)
+                          resume=True, progress=progress, pretrained=pretrained, reuse=source)
 
 
 def is_fusion(model_cfg) -> bool:

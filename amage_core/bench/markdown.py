@@ -105,7 +105,7 @@ def accuracy(a: dict[str, Any]) -> list[str]:
                       [[t["target"], t["value"], _num(t["met"]) if t["met"] is not None else "n/a"]
                        for t in v["targets"]])
     tr = a["transfer"]
-    out += [f"Transfer: trained on all camcan-like participants, tested on every oasis3-like one "
+    out += [f"Transfer: the camcan-like cross-validation's fold models (their mean), tested on every oasis3-like one "
             f"(n={a['n_included']['oasis3']}; floor MAE both {_num(tr.get('floor_mae'))}, oracle, unreachable, "
             f"{_num(tr.get('oracle_mae'))}).", ""]
     out += _table(METRIC_HEADER, _metric_rows(tr["models"]))

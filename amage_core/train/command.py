@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             model_cfg = replace(profile.model, variant=args.model)
             branches = fusion_branches(cohort, model_cfg, train_cfg, profile.graph,
-                                       out.parent / f"{out.name}-branches", test_cohort, not args.quiet)
+                                       out.parent / f"{out.name}-branches", not args.quiet)
             result = cross_validate(cohort, model_cfg, train_cfg, profile.graph, args.out,
                                     test_cohort=test_cohort, resume=args.resume,
                                     progress=not args.quiet, folds=args.fold, pretrained=branches)

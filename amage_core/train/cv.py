@@ -30,11 +30,16 @@ the real one is on the test fold; the real fit keeps its weights of that epoch.
 A run whose folds keep an inner validation split writes its predictions of those participants to
 ``fold-<k>/val_predictions.tsv`` (participant_id, age, predicted_age).
 
-Cross-cohort (``test_cohort``): the model is fit on all of ``cohort`` (with its inner validation
-split) and predicts every participant of ``test_cohort`` (fold ``external``).
+Cross-cohort (``test_cohort``): a fold ensemble. The outer folds of ``cohort`` are those of its
+cross-validation, and each fold's model, fit exactly as there (the same participants, seed and
+inner split), predicts every participant of ``test_cohort``; the run's prediction of a participant
+is the mean over the fold models (fold ``external``; each fold's own predictions stay in its
+folder). ``reuse``, the cross-validation run with the same settings, lends its finished fits
+(``loop.fit``'s ``reuse``): nothing is trained twice. Every fold model trains on (K-1)/K of the
+cohort, as in the within-cohort figures it is compared with.
 
-Seeds: fold ``k`` uses ``seed + k`` for its inner split, model initialisation and fit (``external``
-uses ``seed``); the outer folds use ``seed``. ``workflow.seed_runs`` repeats a run with other seeds.
+Seeds: fold ``k`` uses ``seed + k`` for its inner split, model initialisation and fit; the outer
+folds use ``seed``. ``workflow.seed_runs`` repeats a run with other seeds.
 """
 from __future__ import annotations
 
@@ -53,7 +58,8 @@ from amage_core.io import stable_hash, write_tsv
 from amage_core.parallel import map_folds
 from amage_core.train.dataset import CohortDataset, check_compatible, input_spec
 from amage_core.train.loop import RUNTIME_FIELDS, fit, predict
-from amage_core.train.rundir import (EXTERNAL, FUSION_EPOCHS, RunDir, RunResult, cohort_identity,
+from amage_core.train.checkpoint import CHECKPOINT
+from amage_core.train.rundir import (FUSION_EPOCHS, RunDir, RunResult, cohort_identity,
                                      fold_roles, has_sessions, prediction_table, split_table)
 from amage_core.train.scaler import AgeScaler
 from amage_core.train.splits import assign_folds, fold_rows, inner_split, participant_keys
@@ -85,7 +91,7 @@ class Branches:
 class FoldSplit:
     """Which rows play which part in one fold."""
 
-    name: str                  # "0".."K-1" or "external"
+    name: str                  # "0".."K-1"
     seed: int
     train_rows: np.ndarray     # training cohort rows of the training fold (fit + val)
     fit_rows: np.ndarray       # rows the weights are fit on
@@ -96,14 +102,12 @@ class FoldSplit:
 
 def plan_folds(cohort: PreparedCohort, cfg: TrainConfig, test_cohort: PreparedCohort | None = None,
                assignment: pd.DataFrame | None = None) -> pd.DataFrame:
-    """``participant_id, fold`` (fold as str) of every tested subject.
+    """``participant_id, fold`` (fold as str) of every participant of ``cohort``: the fold that
+    tests them within the cohort (cross-cohort: the fold whose model does not train on them).
 
-    Within a cohort: ``assignment`` when given (e.g. another run's folds.tsv), else stratified
-    K-fold (:func:`assign_folds`). Cross-cohort: every test-cohort subject in fold ``external``.
+    ``assignment`` when given (e.g. another run's folds.tsv), else stratified K-fold
+    (:func:`assign_folds`).
     """
-    if test_cohort is not None:
-        ids = pd.unique(test_cohort.participants["participant_id"].astype(str))
-        return pd.DataFrame({"participant_id": ids, "fold": EXTERNAL})
     if assignment is None:
         assignment = assign_folds(cohort.participants, cfg.folds, cfg.outer_fold_seed, cfg.age_bins)
     table = assignment[["participant_id", "fold"]].astype(str).drop_duplicates()
@@ -119,17 +123,15 @@ def fold_names(folds: pd.DataFrame) -> list[str]:
 def outer_rows(cohort: PreparedCohort, folds: pd.DataFrame, name: str,
                test_cohort: PreparedCohort | None = None,
                cfg: TrainConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(training rows of ``cohort``, test rows of the test source) of outer fold ``name``; with
+    """(training rows of ``cohort``, test rows of the test source) of outer fold ``name``: the
+    fold's test participants, or with ``test_cohort`` all of its participants; with
     ``cfg.train_fraction`` below 1, that fraction of the training participants (stratified on age,
     seeded by the outer folds' seed and the fold: the same subset for every model and seed)."""
-    if name == EXTERNAL:
-        if test_cohort is None:
-            raise ValueError("fold 'external' needs a test cohort")
-        train_rows, test_rows = np.arange(cohort.n), np.arange(test_cohort.n)
-    else:
-        train_rows, test_rows = fold_rows(cohort.participants, folds, name)
+    train_rows, test_rows = fold_rows(cohort.participants, folds, name)
+    if test_cohort is not None:
+        test_rows = np.arange(test_cohort.n)
     if cfg is not None and cfg.train_fraction < 1.0:
-        seed = cfg.outer_fold_seed + (int(name) if name.isdigit() else 0)
+        seed = cfg.outer_fold_seed + _fold_number(name)
         train_rows, _ = inner_split(cohort.participants, train_rows, 1.0 - cfg.train_fraction, seed,
                                     cfg.age_bins)
     return train_rows, test_rows
@@ -166,7 +168,8 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
                    progress: bool = True, folds: list[str | int] | None = None,
                    assignment: pd.DataFrame | None = None,
                    build: ModelFactory | None = None,
-                   pretrained: Branches | None = None) -> RunResult:
+                   pretrained: Branches | None = None,
+                   reuse: RunResult | None = None) -> RunResult:
     """Cross-validate (or cross-cohort test) one model variant; write and return the run.
 
     ``variant`` overrides ``model_cfg.variant``. ``folds`` restricts this call to some folds (other
@@ -174,8 +177,9 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
     fold table (``participant_id, fold``). ``build`` makes the model (default
     ``amage_core.models.build_model``; any module with ``modalities`` returning a ``ModelOutput``
     works). ``pretrained`` (fusion variants): the finished runs of the branches on the same folds
-    (see the module docstring). A finished run with the same
-    configuration is reused;
+    (see the module docstring). ``reuse`` (cross-cohort): the cross-validation run whose finished
+    fits the folds take instead of training (``loop.fit``'s ``reuse``; a fold whose fit differs
+    trains). A finished run with the same configuration is reused;
     ``resume`` also keeps finished folds and continues interrupted fits from their checkpoints.
     """
     if variant is not None:
@@ -209,8 +213,8 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
     # each fold is seeded from its own split: the results do not depend on where or when it runs
     caches: dict[int, dict] = {}     # graphs shared by the folds of one process
     map_folds(_run_fold, [(split, cohort, test_cohort, model_cfg, train_cfg, graph_cfg, run, config_hash,
-                           resume, caches, build, pretrained) for split in todo], train_cfg, progress)
-    return run.finish(names, config_hash)
+                           resume, caches, build, pretrained, reuse) for split in todo], train_cfg, progress)
+    return run.finish(names, config_hash, ensemble=test_cohort is not None)
 
 
 def needs_blend(model_cfg: ModelConfig, train_cfg: TrainConfig) -> bool:
@@ -223,11 +227,11 @@ def needs_blend(model_cfg: ModelConfig, train_cfg: TrainConfig) -> bool:
 
 
 def fusion_branches(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                    graph_cfg: GraphConfig, root: Path | str, test_cohort: PreparedCohort | None = None,
-                    progress: bool = True) -> Branches | None:
+                    graph_cfg: GraphConfig, root: Path | str, progress: bool = True) -> Branches | None:
     """Train (or reuse) under ``root`` the branch runs a fusion variant starts from: ``fmri`` and
     ``structural`` on the whole training folds, and ``*-blend`` with the validation split that fits
-    the late-fusion weights (see the module docstring). ``None`` for a single-branch variant or
+    the late-fusion weights (see the module docstring); cross-validations of ``cohort``, also for a
+    cross-cohort fusion run (its fold models are the same). ``None`` for a single-branch variant or
     ``fusion_encoders="scratch"``. (The book's workflow names its runs itself and reuses the
     single-branch runs it shows; this is for ``amage train`` on a prepared cohort folder.)"""
     from amage_core.models.amagenet import branch_variants, is_fusion
@@ -238,8 +242,7 @@ def fusion_branches(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: T
 
     def runs(cfg: TrainConfig, suffix: str) -> dict[str, RunResult]:
         return {branch: cross_validate(cohort, replace(model_cfg, variant=variant, **overrides), cfg,
-                                       graph_cfg, root / f"{branch}{suffix}", test_cohort=test_cohort,
-                                       resume=True, progress=progress)
+                                       graph_cfg, root / f"{branch}{suffix}", resume=True, progress=progress)
                 for branch, (variant, overrides) in branch_variants(model_cfg).items()}
 
     branches = Branches(runs(train_cfg, ""))
@@ -249,7 +252,12 @@ def fusion_branches(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: T
 
 
 def fold_split_seed(cfg: TrainConfig, name: str) -> int:
-    return cfg.seed + (int(name) if name.isdigit() else 0)
+    return cfg.seed + _fold_number(name)
+
+
+def _fold_number(name: str) -> int:
+    """A numbered fold's number; 0 for a named one (a held-out site)."""
+    return int(name) if name.isdigit() else 0
 
 
 VAL_PREDICTIONS = "val_predictions.tsv"
@@ -332,7 +340,7 @@ def _built(build: ModelFactory | None, model_cfg: ModelConfig, cohort: PreparedC
 def choose_fusion_epochs(split: FoldSplit, cohort: PreparedCohort, model_cfg: ModelConfig,
                          cfg: TrainConfig, graph_cfg: GraphConfig, blend: dict[str, RunResult],
                          late_fit: dict, build: ModelFactory | None, caches: dict[int, dict],
-                         out_dir: Path, resume: bool, progress: bool) -> dict:
+                         out_dir: Path, resume: bool, progress: bool, reuse: Path | None = None) -> dict:
     """How many epochs the fusion stage of fold ``split.name`` trains (the module docstring says why).
 
     A fusion model starts from the blend runs' fold models (encoders trained on their fit
@@ -340,6 +348,7 @@ def choose_fusion_epochs(split: FoldSplit, cohort: PreparedCohort, model_cfg: Mo
     is scored after every epoch on the blend runs' validation participants, whose encodings are out
     of sample as a test participant's are. Epoch 0 is the blend alone. The lowest validation loss
     wins (the earliest on ties). Every participant involved belongs to the fold's training part.
+    ``reuse``: a finished fit of the same choice elsewhere (``loop.fit``).
     Returns ``{"epochs", "val_loss" (epochs 0..E, scaled age), "n_fit", "n_val"}``."""
     from amage_core.train.loop import evaluate_loss, resolve_device
 
@@ -361,7 +370,7 @@ def choose_fusion_epochs(split: FoldSplit, cohort: PreparedCohort, model_cfg: Mo
              "fit": stable_hash(participant_keys(part, fit_rows).tolist()),
              "val": stable_hash(participant_keys(part, val_rows).tolist())}
     result = fit(model, train_set, val_set, cfg, out_dir, resume=resume, progress=progress,
-                 fingerprint_extra=guard, desc=f"fold {split.name} fusion epochs")
+                 fingerprint_extra=guard, desc=f"fold {split.name} fusion epochs", reuse=reuse)
     losses = [start, *result.history["val_loss"].astype(float)]
     return {"epochs": int(np.nanargmin(losses)), "val_loss": [_json_float(v) for v in losses],
             "n_fit": int(len(fit_rows)), "n_val": int(len(val_rows))}
@@ -403,9 +412,14 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
               model_cfg: ModelConfig, train_cfg: TrainConfig, graph_cfg: GraphConfig, run: RunDir,
               config_hash: str, resume: bool, caches: dict[int, dict],
               build: ModelFactory | None, pretrained: Branches | None,
-              progress: bool) -> None:
+              reuse: RunResult | None, progress: bool) -> None:
     source = test_cohort if test_cohort is not None else cohort
     cfg = replace(train_cfg, seed=split.seed)
+
+    def lent(*parts: str) -> Path | None:
+        """The checkpoint of the reused run's fit of this fold (``parts``: a sub-fit's folder)."""
+        return None if reuse is None else Path(reuse.path, f"fold-{split.name}", *parts, CHECKPOINT)
+
     model = _built(build, model_cfg, cohort, split.fit_rows, cfg)
     modalities = frozenset(model.modalities)
     late_fit = fusion = None
@@ -421,7 +435,8 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
                 if cfg.fusion_epochs == "blend-split":
                     fusion = choose_fusion_epochs(split, cohort, model_cfg, cfg, graph_cfg, pretrained.blend,
                                                   late_fit, build, caches,
-                                                  run.fold_dir(split.name) / FUSION_EPOCHS, resume, progress)
+                                                  run.fold_dir(split.name) / FUSION_EPOCHS, resume, progress,
+                                                  lent(FUSION_EPOCHS))
     if test_cohort is not None:
         check_compatible(cohort, test_cohort, modalities)
 
@@ -443,7 +458,7 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
     result = fit(model, train_set, select_set, cfg, run.fold_dir(split.name), resume=resume,
                  progress=progress, fingerprint_extra=guard, desc=f"fold {split.name}",
                  selection="last" if nested else "best",
-                 stop_after=fusion["epochs"] if fusion else None)
+                 stop_after=fusion["epochs"] if fusion else None, reuse=lent())
 
     test_pred = predict(model, test_set, cfg)
     predicted = split.scaler.inverse(test_pred.scaled)

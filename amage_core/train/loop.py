@@ -91,7 +91,7 @@ def fit_fingerprint(cfg: TrainConfig, extra: Any = None) -> str:
 def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | None = None,
         resume: bool = False, progress: bool = True, fingerprint_extra: Any = None,
         desc: str = "fit", selection: Literal["last", "best"] = "last",
-        stop_after: int | None = None) -> FitResult:
+        stop_after: int | None = None, reuse: Path | None = None) -> FitResult:
     """Train ``model`` on ``train_set`` with the recipe (module docstring); the kept weights stay in it.
 
     ``train_set``/``val_set`` yield PyG ``Data`` with ``y`` (scaled age); ``model(batch).pred`` is
@@ -101,6 +101,9 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
     ``stop_after``: the schedule stays that of ``cfg.epochs``, but training stops after this epoch
     and its (evaluated) weights are kept, the weights a full fit has at that epoch; 0 keeps the
     starting weights (nothing is trained; the checkpoint is still written).
+    ``reuse``: the checkpoint of a finished fit elsewhere; when it was written under the same
+    fingerprint (the same settings, data split and starting point), it is this fit: its state is
+    taken (and written to ``out_dir``) and nothing is trained. Otherwise the fit trains as usual.
     """
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from torch_geometric.loader import DataLoader
@@ -165,17 +168,23 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
     torch.manual_seed(cfg.seed)
     if ckpt_path is not None and ctx.is_main:      # left by a fit killed while writing them
         remove_stale_temporaries(ckpt_path.parent, (CHECKPOINT, HISTORY))
-    if resume and ckpt_path is not None and ckpt_path.is_file():
-        state = resume_state(ckpt_path, fingerprint, model, ema, optimizer, scheduler, device)
-        if state.finished:
-            model.load_state_dict(state.best_model)
-            return state.result()
 
     def persist() -> None:
         """History and checkpoint of the fit so far, written atomically (main process only)."""
         if ckpt_path is not None and ctx.is_main:
             write_history(ckpt_path.parent / HISTORY, state.history_frame())
             save_checkpoint(ckpt_path, state.to_checkpoint(fingerprint, model, ema, optimizer, scheduler))
+
+    if resume and ckpt_path is not None and ckpt_path.is_file():
+        state = resume_state(ckpt_path, fingerprint, model, ema, optimizer, scheduler, device)
+        if state.finished:
+            model.load_state_dict(state.best_model)
+            return state.result()
+    elif reuse is not None and _finished_with(Path(reuse), fingerprint):
+        state = resume_state(Path(reuse), fingerprint, model, ema, optimizer, scheduler, device)
+        model.load_state_dict(state.best_model)
+        persist()
+        return state.result()
 
     if final == 0:          # the starting weights, kept as a finished fit
         state.finished, state.best_val_loss, state.best_model = True, float("nan"), _snapshot(model)
@@ -224,6 +233,17 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | 
         writer.close()
     distributed.barrier()
     return state.result()
+
+
+def _finished_with(path: Path, fingerprint: str) -> bool:
+    """Whether ``path`` is the checkpoint of a finished fit written under ``fingerprint``."""
+    if not path.is_file():
+        return False
+    from amage_core.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+
+    ckpt = load_checkpoint(path, torch.device("cpu"))
+    return (ckpt.get("format") == CHECKPOINT_FORMAT and bool(ckpt.get("finished"))
+            and ckpt.get("fingerprint") == fingerprint)
 
 
 def lr_factor(step: int, total: int, warmup_fraction: float, final_fraction: float) -> float:

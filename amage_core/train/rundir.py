@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from amage_core.io import read_json, stable_hash, write_json, write_tsv
@@ -115,15 +116,17 @@ class RunDir:
         if distributed.context().is_main:
             write_tsv(self.path / "folds.tsv", folds[["participant_id", "fold"]])
 
-    def finish(self, fold_names: list[str], config_hash: str) -> RunResult:
-        """Assemble the run when every fold is done; otherwise report it incomplete."""
+    def finish(self, fold_names: list[str], config_hash: str, ensemble: bool = False) -> RunResult:
+        """Assemble the run when every fold is done; otherwise report it incomplete. ``ensemble``
+        (cross-cohort, every fold predicts the same participants): each participant's prediction
+        is the mean over the folds (fold ``external``)."""
         from amage_core.evaluate.metrics import summarise
 
         distributed.barrier()          # under torchrun: rank 0 has written every fold it ran
         if not all(self.fold_done(f, config_hash) for f in fold_names):
             return RunResult(self.path, None, None, False, False)
         parts = [read_predictions(self.fold_dir(f) / "predictions.tsv") for f in fold_names]
-        predictions = pd.concat(parts, ignore_index=True)
+        predictions = fold_mean(parts) if ensemble else pd.concat(parts, ignore_index=True)
         order = predictions.pop("_row") if "_row" in predictions else None
         if order is not None:
             predictions = predictions.iloc[order.argsort(kind="stable")].reset_index(drop=True)
@@ -172,6 +175,19 @@ def fold_histories(run_path: Path) -> dict[str, pd.DataFrame]:
         chosen = path.parent / FUSION_EPOCHS / "history.csv"
         out[path.parent.name.removeprefix("fold-")] = pd.read_csv(chosen if chosen.is_file() else path)
     return out
+
+
+def fold_mean(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Predictions of the same participants by several folds, averaged per participant (and
+    session) into fold ``external``: predicted ages and gate values are means, the rest is kept."""
+    keys = [k for k in ("participant_id", "session") if k in parts[0]]
+    if any(len(p) != len(parts[0]) or not p[keys].equals(parts[0][keys]) for p in parts):
+        raise ValueError("fold ensemble: the folds predicted different participants")
+    averaged = [c for c in parts[0] if c.startswith(("predicted_age", "gate_"))]
+    table = parts[0].copy()
+    table[averaged] = np.mean([p[averaged].to_numpy(dtype=float) for p in parts], axis=0)
+    table["fold"] = EXTERNAL
+    return table
 
 
 def read_predictions(path: Path) -> pd.DataFrame:

@@ -93,6 +93,9 @@ def test_cross_cohort_baseline_and_feature_checks(cohort, tmp_path):
     result = baselines.run_baseline("ridge-fc", cohort, CFG, tmp_path / "run", test_cohort=other,
                                     progress=False)
     assert set(result.predictions["fold"]) == {"external"} and len(result.predictions) == 12
+    folds = [pd.read_csv(result.path / f"fold-{k}" / "predictions.tsv", sep="\t") for k in range(CFG.folds)]
+    np.testing.assert_allclose(result.predictions["predicted_age"],   # the mean of the fold models
+                               np.mean([f["predicted_age"] for f in folds], axis=0))
     cohort_without_t1 = make_cohort(tmp_path / "no-t1", n=12)
     cohort_without_t1.t1 = None
     with pytest.raises(ValueError, match="smri"):

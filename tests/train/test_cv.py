@@ -154,8 +154,34 @@ def test_cross_cohort_with_sessions_and_reused_ids(tmp_path, graph_cfg):
     assert set(pred["fold"]) == {"external"} and len(pred) == test.n
     assert list(pred.columns[:3]) == ["participant_id", "session", "fold"]
     assert pred["participant_id"].iloc[0] == "sub-0000"      # same ids as training: no false leak alarm
-    split = pd.read_csv(result.path / "fold-external" / "split.tsv", sep="\t")
+    split = pd.read_csv(result.path / "fold-0" / "split.tsv", sep="\t")
     assert (split["role"] == "test").sum() == test.n // 2
+
+
+def test_cross_cohort_run_is_the_fold_ensemble_of_the_cross_validation(tmp_path, graph_cfg, monkeypatch):
+    from amage_core.train import loop
+    from amage_core.train.checkpoint import load_checkpoint
+
+    train = make_cohort(tmp_path / "a", n=30)
+    test = make_cohort(tmp_path / "b", n=12, seed=5, name="oasis3-like", age_range=(60, 90))
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=0.01, seed=0, folds=3, device="cpu")
+    cv = _cv(train, cfg, graph_cfg, tmp_path / "cv")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a fold trained although the cross-validation run had fit it")
+
+    monkeypatch.setattr(loop, "_train_epoch", no_training)
+    transfer = _cv(train, cfg, graph_cfg, tmp_path / "transfer", test_cohort=test, reuse=cv)
+    folds = [pd.read_csv(transfer.path / f"fold-{k}" / "predictions.tsv", sep="\t") for k in range(3)]
+    assert all(len(f) == test.n for f in folds)
+    np.testing.assert_allclose(transfer.predictions["predicted_age"],
+                               np.mean([f["predicted_age"] for f in folds], axis=0))
+    assert not np.allclose(folds[0]["predicted_age"], folds[1]["predicted_age"])   # three models
+    for k in range(3):       # the very weights of the cross-validation's fold k
+        kept = [load_checkpoint(r.path / f"fold-{k}" / "checkpoint.pt")["best_model"] for r in (cv, transfer)]
+        assert all(torch.equal(kept[0][name], kept[1][name]) for name in kept[0])
+    with pytest.raises(AssertionError, match="a fold trained"):    # other settings: it would train
+        _cv(train, replace(cfg, lr=0.02), graph_cfg, tmp_path / "other", test_cohort=test, reuse=cv)
 
 
 @pytest.mark.filterwarnings("ignore:bias correction slope")   # one epoch: near-constant predictions

@@ -1,0 +1,57 @@
+"""``workflow.run`` across cohorts: the fold ensemble of the cross-validation, trained once."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from amage_core import workflow as wf
+from amage_core.config import load_profile
+
+
+def _profile(root):
+    synth = {"n_bold_nifti": 0, "n_volumes": 120, "voxel_size": 8.0}
+    spec = {"name": "wftransfer", "workdir": str(root / "data"),
+            "cohorts": {"c": {"source": "synthetic", "synth": {"preset": "camcan-like", "n_subjects": 48,
+                                                               "seed": 0, **synth}},
+                        "o": {"source": "synthetic", "synth": {"preset": "oasis3-like", "n_subjects": 12,
+                                                               "seed": 1, **synth}}},
+            "prep": {"atlas": "dosenbach160", "t1_shape": [16, 20, 16], "n_jobs": 1, "min_volumes": 100},
+            "graph": {"sparsify": "topk", "topk": 4},
+            "model": {"gat": {"hidden": 4, "heads": 1, "out_dim": 8}, "head_hidden": 8,
+                      "densenet": {"init_features": 4, "growth_rate": 4, "block_config": [1], "out_dim": 8},
+                      "fusion": {"dim": 8, "heads": 1}},
+            "train": {"epochs": 2, "batch_size": 8, "folds": 2, "seed": 0, "blend_fraction": 0.5}}
+    path = root / "p.yml"
+    path.write_text(yaml.safe_dump(spec))
+    return load_profile(str(path))
+
+
+@pytest.mark.slow
+def test_transfer_reuses_every_fit_of_the_cross_validation(tmp_path, monkeypatch):
+    from amage_core.train import loop
+
+    profile = _profile(tmp_path)
+    within = wf.run(profile, "c", "amagenet", progress=False)      # branches, blend runs, fusion
+    trained = sorted(p.name for p in (tmp_path / "data" / "runs").iterdir())
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the transfer trained a model the cross-validation had fit")
+
+    monkeypatch.setattr(loop, "_train_epoch", no_training)
+    transfer = wf.run(profile, "c", "amagenet", test_cohort="o", progress=False)
+    runs = sorted(p.name for p in (tmp_path / "data" / "runs").iterdir())
+    assert set(runs) - set(trained) == {transfer.path.name}          # no other run was made
+    assert transfer.path.name.startswith("c-to-o-amagenet-")
+    tested = wf.prepared(profile, "o", progress=False).participants["participant_id"].astype(str)
+    assert sorted(transfer.predictions["participant_id"]) == sorted(tested)
+    folds = [pd.read_csv(transfer.path / f"fold-{k}" / "predictions.tsv", sep="\t",
+                         dtype={"participant_id": str}) for k in (0, 1)]
+    np.testing.assert_allclose(transfer.predictions["predicted_age"],
+                               (folds[0]["predicted_age"] + folds[1]["predicted_age"]) / 2)
+    for k in (0, 1):        # the fusion stage of each fold kept the epochs the cross-validation chose
+        assert "w_fmri" in pd.read_json(within.path / f"fold-{k}" / "fit.json", typ="series")["late_fusion"]
+        chosen = [pd.read_json(r.path / f"fold-{k}" / "fit.json", typ="series")["fusion_epochs"]["epochs"]
+                  for r in (within, transfer)]
+        assert chosen[0] == chosen[1]
