@@ -338,23 +338,26 @@ class EncodingCache:
            batch_size: int = 16, device: torch.device | str = "cpu", extra=None) -> EncodingCache:
         """Encode ``plain`` (the dataset without augmentation) and, when ``augmented`` is given,
         ``n_augmented`` draws of it (``augmented.set_epoch(v)`` for v = 1..n: the draws those
-        training epochs would see): the same participants, in the same order, in every view.
+        training epochs would see): the same participants, in the same order, in every view. Only
+        the T1 is augmented, so the augmented views run the structural encoder alone and share the
+        plain view's fMRI encodings.
         ``extra`` (a plain dataset of the same cohort) is appended to the plain view only: it is
         read in eval mode (validation), never by a training batch."""
         from torch_geometric.loader import DataLoader
 
-        def encode(dataset):
-            rows, parts = [], {"fmri": [], "structural": []}
+        def encode(dataset, branches=("fmri", "structural")):
+            rows, parts = [], {name: [] for name in branches}
             for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
                 batch = batch.to(device)
                 rows.append(batch.idx)
-                for name, encoding in (("fmri", model.encode_fmri(batch)),
-                                       ("structural", model.encode_structural(batch))):
+                for name in branches:
+                    encoding = model.encode_fmri(batch) if name == "fmri" else model.encode_structural(batch)
                     parts[name].append((encoding.tokens, encoding.embedding, encoding.mask))
-            return torch.cat(rows), (_stacked(parts["fmri"]), _stacked(parts["structural"]))
+            return torch.cat(rows), tuple(_stacked(parts[name]) for name in branches)
 
         with torch.random.fork_rng(devices=[]):     # a DataLoader draws a seed: leave training's RNG alone
             rows, view = encode(plain)
+            fmri = view[0]
             if extra is not None and len(extra):
                 more, added = encode(extra)
                 rows = torch.cat([rows, more])
@@ -362,8 +365,8 @@ class EncodingCache:
                              for mine, theirs in zip(view, added))
             views = [view]
             for epoch in range(1, (n_augmented if augmented is not None else 0) + 1):
-                augmented.set_epoch(epoch)
-                views.append(encode(augmented)[1])
+                augmented.set_epoch(epoch)      # only the T1 is augmented: the FC graphs stay the plain view's
+                views.append((fmri, encode(augmented, ("structural",))[1][0]))
         return cls(rows, views)
 
     def lookup(self, idx: Tensor, training: bool) -> tuple[GraphEncoding, Encoding] | None:

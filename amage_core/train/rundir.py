@@ -12,9 +12,10 @@
 <run>/fold-<k>/fusion-epochs/  a fusion run whose stage's epochs were chosen on the blend split:
                              that choice's fit (history.csv, checkpoint.pt; train.cv.choose_fusion_epochs)
 ```
-``session`` is written only when a participant has several rows (sessions) in the cohort. A fold
-named ``external`` holds a cross-cohort test. Folds may finish in separate processes; whichever
-finds all folds done assembles the run.
+``session`` is written only when a participant has several rows (sessions) in the cohort. In a
+cross-cohort run (a fold ensemble) every fold predicts every test participant, ``folds.tsv`` is the
+training cohort's, and the run's predictions are the folds' mean, labelled fold ``external``. Folds
+may finish in separate processes; whichever finds all folds done assembles the run.
 """
 from __future__ import annotations
 

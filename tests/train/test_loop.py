@@ -224,8 +224,9 @@ def test_frozen_encoders_are_run_once_per_view_and_give_the_same_fit(cohort, gra
                                                                       augment):
     """A fusion model on frozen encoders encodes each training participant once per view (not every
     step): without augmentation one plain view; with it, views of the augmented draws of epochs
-    1..encoded_views, so with encoded_views = epochs it reaches exactly the weights it reaches when
-    the encoders run on every batch."""
+    1..encoded_views (T1 only: the FC graphs are never augmented, so the fMRI encoder runs once),
+    so with encoded_views = epochs it reaches exactly the weights it reaches when the encoders run on
+    every batch."""
     from amage_core.models.amagenet import BrainAgeModel
 
     rows, scaler, fused = _frozen_fusion(cohort, repo)
@@ -240,16 +241,19 @@ def test_frozen_encoders_are_run_once_per_view_and_give_the_same_fit(cohort, gra
             monkeypatch.setattr(BrainAgeModel, "encoders_frozen", property(lambda self: False))
         torch.manual_seed(1)
         model = fused()
-        seen = []
-        model.fmri_encoder.register_forward_hook(lambda m, i, o: seen.append(o.embedding.shape[0]))
+        seen = {"fmri": [], "smri": []}
+        for name in seen:
+            getattr(model, f"{name}_encoder").register_forward_hook(
+                lambda m, i, o, name=name: seen[name].append(o.embedding.shape[0]))
         result = loop.fit(model, data, val, cfg, progress=False)
         fitted.append(model.state_dict())
-        calls.append(sum(seen))
+        calls.append({name: sum(n) for name, n in seen.items()})
         curves.append(result.history["val_loss"].to_numpy())
     views = 1 + (cfg.encoded_views if augment else 0)
-    # every training participant once per view, every validation participant once
-    assert calls[0] == views * len(rows) + len(val_rows)
-    assert calls[1] >= cfg.epochs * (len(rows) + len(val_rows))     # everyone at every epoch
+    # every training participant once per view (the fMRI encoder: once), every validation participant once
+    assert calls[0] == {"fmri": len(rows) + len(val_rows), "smri": views * len(rows) + len(val_rows)}
+    for name in ("fmri", "smri"):        # everyone at every epoch
+        assert calls[1][name] >= cfg.epochs * (len(rows) + len(val_rows))
     for key, value in fitted[1].items():
         torch.testing.assert_close(fitted[0][key], value, rtol=1e-4, atol=1e-5, msg=key)
     np.testing.assert_allclose(curves[0], curves[1], rtol=1e-4)
