@@ -17,9 +17,9 @@ The recipe (:class:`~amage_core.config.TrainConfig`), the same for every deep va
 - a fusion model on frozen pretrained encoders (``model.encoders_frozen``) encodes every training
   participant once per view, the plain inputs and (with ``augment``) ``encoded_views`` augmented
   draws, and trains its fusion stage on those encodings, one augmented view per epoch in turn
-  (``BrainAgeModel.cached_encodings``): the T1 encoder runs ``1 + encoded_views`` times (the FC graphs,
-  never augmented, once), not every
-  epoch; ``encoded_views = epochs`` is exactly the encoders run on every batch.
+  (``BrainAgeModel.cached_encodings``): the T1 encoder runs ``1 + encoded_views`` times (the FC
+  graphs, never augmented, once), not every epoch; ``encoded_views = epochs`` is exactly the
+  encoders run on every batch.
 
 ``selection="last"`` (the recipe) keeps the final EMA weights; an optional ``val_set`` is evaluated
 after every epoch only to draw the learning curve. ``selection="best"`` keeps the epoch with the
