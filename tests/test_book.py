@@ -64,6 +64,15 @@ def test_cli_misuse_is_a_usage_error():
     assert proc.returncode == 2 and "expected one argument" in proc.stderr
 
 
+def test_cli_shows_the_library_log_messages_and_only_warnings_of_others():
+    """The library logs (no handler of its own); `amage` shows amage_core's INFO lines as plain text."""
+    code = ("import logging; from amage_core.cli import configure_logging; configure_logging(); "
+            "logging.getLogger('amage_core.data.prepare').info('QC: 3 included'); "
+            "logging.getLogger('papermill').info('Input Notebook: x'); logging.getLogger('papermill').warning('w')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0 and proc.stderr == "QC: 3 included\nw\n", proc.stderr
+
+
 def test_there_are_chapters():
     assert CHAPTERS, "chapters/ has no notebook"
 
