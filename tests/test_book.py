@@ -126,6 +126,16 @@ def test_includes_point_at_the_library_from_any_book_folder(tmp_path):
     assert files and all((folder / f).resolve() == REPO / "amage_core" / "models" / "gat.py" for f in files)
 
 
+def test_architecture_page_names_modules_that_exist():
+    """book/architecture.md names modules by path (`amage_core/train/`, `train/loop.py`, ...): each exists."""
+    text = (REPO / "book" / "architecture.md").read_text()
+    paths = set(re.findall(r"`(amage_core/[\w*/]+)`", text)) | set(re.findall(r"`([a-z_]+/[\w/]+\.py)`", text))
+    assert len(paths) > 20
+    package = REPO / "amage_core"
+    missing = [p for p in sorted(paths) if not list(package.glob(p.removeprefix("amage_core/")))]
+    assert not missing, f"book/architecture.md names modules that do not exist: {missing}"
+
+
 def test_chapter_selection_by_prefix():
     first = CHAPTERS[0].stem
     assert [p.stem for p in book.find_chapters([first[:2]])] == [first]
