@@ -4,6 +4,10 @@
 ignored) and runs ``jupyter-book build book/``. A chapter whose notebook, parameters and library code
 are unchanged since its last successful execution is not executed again. A failing chapter is named
 with its cell; chapters already executed are kept, and the next run resumes from the failed one.
+
+Chapters show library code with ``{literalinclude}`` directives that name it from ``book/chapters/``
+(:data:`INCLUDE_PREFIX`); an executed chapter that lands elsewhere (``--book-dir``) gets the path to
+``amage_core/`` from where it lands (:func:`_point_includes`).
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from amage_core.config import ConfigError, Profile, load_profile
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS_DIR = REPO / "chapters"
 BOOK_DIR = REPO / "book"
+# how a chapter names a library file in a literalinclude: the path from book/chapters/ to amage_core/
+INCLUDE_PREFIX = "../../amage_core/"
 logger = logging.getLogger(__name__)
 
 
@@ -144,7 +150,7 @@ def run_chapters(
                 f"it ran is {target}; chapters before it are kept, re-run to resume from this chapter"
             ) from exc
         seconds = time.perf_counter() - t0
-        _hide_parameter_cells(target)
+        _prepare_for_html(target)
         stamps[nb.stem] = stamp
         io.write_json(stamps_path, stamps)
         log(f"[{i}/{len(plan)}] {nb.stem}: done in {seconds:.1f} s")
@@ -185,18 +191,39 @@ def record_timings(out_dir: Path, profile: str, results: list[ChapterResult],
     io.write_json(path, data)
 
 
-def _hide_parameter_cells(notebook: Path) -> None:
-    """Tag the parameters cells (the chapter's defaults and papermill's injected values, which may
-    hold local paths) ``remove-cell`` so the rendered page does not show them."""
+def _prepare_for_html(notebook: Path) -> None:
+    """Ready an executed chapter for Jupyter Book: hide its parameters cells, point its includes."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
+    _hide_parameter_cells(nb)
+    _point_includes(nb, Path(notebook).parent)
+    with io.atomic_write(notebook, "w", encoding="utf-8") as fh:
+        nbformat.write(nb, fh)
+
+
+def _hide_parameter_cells(nb) -> None:
+    """Tag the parameters cells (the chapter's defaults and papermill's injected values, which may
+    hold local paths) ``remove-cell`` so the rendered page does not show them."""
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags", [])
         if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
             cell.metadata["tags"] = [*tags, "remove-cell"]
-    with io.atomic_write(notebook, "w", encoding="utf-8") as fh:
-        nbformat.write(nb, fh)
+
+
+_INCLUDE = re.compile(r"^(```\{literalinclude\}\s+)" + re.escape(INCLUDE_PREFIX), re.MULTILINE)
+
+
+def _point_includes(nb, folder: Path) -> None:
+    """Rewrite ``{literalinclude} ../../amage_core/...`` in markdown cells to the relative path from
+    ``folder`` (where the executed chapter lies) to this repository's ``amage_core/``: unchanged in
+    ``book/chapters/``."""
+    prefix = Path(os.path.relpath(REPO / "amage_core", Path(folder).resolve())).as_posix() + "/"
+    if prefix == INCLUDE_PREFIX:
+        return
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = _INCLUDE.sub(lambda m: m.group(1) + prefix, cell.source)
 
 
 def build_html(book_dir: Path = BOOK_DIR, log=logger.info) -> Path:

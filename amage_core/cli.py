@@ -4,11 +4,15 @@ Each subcommand lives in a ``command.py`` of the package that owns the work (``s
 ``train``, ``bench``; ``amage book`` in :mod:`amage_core.book`); that module provides
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their
 subcommand runs, so ``amage --help`` is fast.
+
+The library logs its progress messages (``logging.getLogger(__name__)``) and configures no handler;
+the command line shows them (:func:`configure_logging`).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # name -> (module, one-line help)
@@ -35,9 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging() -> None:
+    """The library's messages (INFO and up from the ``amage_core`` loggers: ``amage prep``'s QC summary,
+    a cohort that is up to date or prepared again) on stderr as plain lines; other libraries' loggers
+    show warnings only (papermill, for one, logs every notebook it runs at INFO)."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("amage_core").setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging()
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import pkgutil
 import re
 import subprocess
 import sys
+import textwrap
+from html import unescape
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 
@@ -19,6 +23,23 @@ from amage_core.config import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((REPO / "chapters").glob("*.ipynb"))
+# library code a chapter shows with {literalinclude} ... :pyobject: (issue 18): chapter -> (module, object)
+INCLUDED = {
+    "03_fmri_encoder": [("amage_core.models.gat", "GraphEncoder.forward")],
+    "04_smri_encoder": [("amage_core.models.densenet", "DenseNetEncoder.forward"),
+                        ("amage_core.models.tokens", "GridTokens.forward")],
+    "05_fusion": [("amage_core.models.fusion", "Fusion.forward"), ("amage_core.models.fusion", "GatedFusion.forward"),
+                  ("amage_core.models.amagenet", "BrainAgeModel.readout")],
+}
+_DIRECTIVE = re.compile(r"```\{literalinclude\}\s+(\S+)\n(?::.*\n)*?:pyobject:\s+(\S+)")
+
+
+def library_source(module: str, obj: str) -> str:
+    """The source of ``module.obj`` (``obj`` may be ``Class.method``), dedented as the book shows it."""
+    target = importlib.import_module(module)
+    for part in obj.split("."):
+        target = getattr(target, part)
+    return textwrap.dedent(inspect.getsource(target))
 
 
 def test_every_module_imports():
@@ -43,6 +64,15 @@ def test_cli_misuse_is_a_usage_error():
     assert proc.returncode == 2 and "expected one argument" in proc.stderr
 
 
+def test_cli_shows_the_library_log_messages_and_only_warnings_of_others():
+    """The library logs (no handler of its own); `amage` shows amage_core's INFO lines as plain text."""
+    code = ("import logging; from amage_core.cli import configure_logging; configure_logging(); "
+            "logging.getLogger('amage_core.data.prepare').info('QC: 3 included'); "
+            "logging.getLogger('papermill').info('Input Notebook: x'); logging.getLogger('papermill').warning('w')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0 and proc.stderr == "QC: 3 included\nw\n", proc.stderr
+
+
 def test_there_are_chapters():
     assert CHAPTERS, "chapters/ has no notebook"
 
@@ -58,6 +88,52 @@ def test_chapter_is_clean_and_parameterised(path):
     # a chapter is a short story: long cells belong in the library
     for c in code:
         assert len("".join(c["source"]).splitlines()) <= 15, f"a cell of {path.name} is longer than 15 lines"
+
+
+def includes(path: Path) -> list[tuple[str, str]]:
+    """(file, pyobject) of each ``{literalinclude}`` in the markdown cells of a chapter."""
+    nb = json.loads(path.read_text())
+    text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    return _DIRECTIVE.findall(text)
+
+
+def test_chapters_include_the_library_code_they_name():
+    """Each include names, from book/chapters/ (where `amage book` puts the executed chapter), a module
+    of amage_core and an object in it; chapters 03-05 show the encoders' and the fusion's code."""
+    found = {}
+    for path in CHAPTERS:
+        for file, obj in includes(path):
+            assert file.startswith(book.INCLUDE_PREFIX), f"{path.name}: {file} is not under {book.INCLUDE_PREFIX}"
+            source = (REPO / "book" / "chapters" / file).resolve()
+            assert source.is_file(), f"{path.name} includes {file}, which does not exist"
+            module = ".".join(source.relative_to(REPO).with_suffix("").parts)
+            assert library_source(module, obj)
+            found.setdefault(path.stem, []).append((module, obj))
+    assert {k: found.get(k) for k in INCLUDED} == INCLUDED
+
+
+def test_includes_point_at_the_library_from_any_book_folder(tmp_path):
+    """`amage book --book-dir` elsewhere: the executed chapter's include path is rewritten to reach
+    this repository's amage_core/ from where the chapter lies; in book/chapters/ it is unchanged."""
+    nb = nbformat.read(REPO / "chapters" / "03_fmri_encoder.ipynb", as_version=4)
+    original = [c.source for c in nb.cells]
+    book._point_includes(nb, REPO / "book" / "chapters")
+    assert [c.source for c in nb.cells] == original
+    folder = tmp_path / "elsewhere" / "chapters"
+    folder.mkdir(parents=True)
+    book._point_includes(nb, folder)
+    files = [file for file, _ in _DIRECTIVE.findall("\n".join(c.source for c in nb.cells))]
+    assert files and all((folder / f).resolve() == REPO / "amage_core" / "models" / "gat.py" for f in files)
+
+
+def test_architecture_page_names_modules_that_exist():
+    """book/architecture.md names modules by path (`amage_core/train/`, `train/loop.py`, ...): each exists."""
+    text = (REPO / "book" / "architecture.md").read_text()
+    paths = set(re.findall(r"`(amage_core/[\w*/]+)`", text)) | set(re.findall(r"`([a-z_]+/[\w/]+\.py)`", text))
+    assert len(paths) > 20
+    package = REPO / "amage_core"
+    missing = [p for p in sorted(paths) if not list(package.glob(p.removeprefix("amage_core/")))]
+    assert not missing, f"book/architecture.md names modules that do not exist: {missing}"
 
 
 def test_chapter_selection_by_prefix():
@@ -89,6 +165,10 @@ def test_book_builds_on_the_tiny_profile(tiny_book):
         assert "output traceback" not in text and "output stderr" not in text, f"{chapter.stem} shows stderr"
         assert str(tiny_book.profile.parent) not in text, f"{chapter.stem} shows a local path (parameters cell)"
         assert not local_paths(text), f"{chapter.stem} shows a local path: {local_paths(text)[:3]}"
+        # the library code it includes, all of it (issue 18)
+        shown = unescape(re.sub(r"<[^>]+>", "", text))
+        for module, obj in INCLUDED.get(chapter.stem, []):
+            assert library_source(module, obj) in shown, f"{chapter.stem} does not show {module}.{obj}"
     # a second run with nothing changed reuses every chapter
     proc = subprocess.run(tiny_book.command + ["--no-html"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]

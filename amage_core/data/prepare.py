@@ -7,8 +7,8 @@ table row, each with its QC. Each participant's result is written atomically to
 it stopped: finished participants are not recomputed. Once all are done, the arrays are
 assembled by streaming the parts, one row at a time, into each ``.npy`` file (plain writes, no
 memory map of the output: peak memory does not grow with the cohort), the tables and
-``manifest.json`` are written, the parts are removed, and the QC summary is printed and saved
-(``qc_summary.json``, ``qc_summary.tsv``).
+``manifest.json`` are written, the parts are removed, and the QC summary is logged (INFO, this
+module's logger; ``amage prep`` shows it) and saved (``qc_summary.json``, ``qc_summary.tsv``).
 
 Checks that need no image (duplicate IDs, missing or implausible age, source-level problems such
 as OASIS-3 sessions that are not cognitively normal) run for everyone first; with ``cfg.strict``
@@ -42,11 +42,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import os
 import re
 import shutil
-import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,7 @@ from amage_core.io import (load_npy, read_json, remove_stale_temporaries, stable
                            write_npy, write_tsv)
 from amage_core.parallel import local_process_backend, orphan_safe
 
+logger = logging.getLogger(__name__)
 PARTS = "parts"
 STATE = "state.json"
 RECORD = "record.json"
@@ -168,8 +169,8 @@ def _resolve_atlas(scan, cfg: PrepConfig, source: str, root: Path, derivatives, 
 
     if scan.atlas:
         if cfg.atlas != scan.atlas and progress:
-            print(f"note: source {source} fixes the atlas to {scan.atlas} (PrepConfig.atlas "
-                  f"{cfg.atlas!r} ignored)", file=sys.stderr)
+            logger.info(f"note: source {source} fixes the atlas to {scan.atlas} (PrepConfig.atlas "
+                        f"{cfg.atlas!r} ignored)")
         return load_atlas(scan.atlas, cfg.atlas_dir)
     dirs = locate_derivatives(derivatives, root) if source != "abide" else DerivativeDirs()
     atlas = load_atlas(cfg.atlas, cfg.atlas_dir, xcpd_dirs=dirs)
@@ -252,17 +253,16 @@ def _check_out(out: Path, key: dict, config_hash: str, rebuild: bool, inputs: di
                 return load_cohort(out)
             changed = sorted(k for k in set(old) | set(inputs) if old.get(k) != inputs.get(k))
             if progress:
-                print(f"{out}: inputs changed since it was prepared ({len(changed)} participant(s), e.g. "
-                      f"{', '.join(changed[:3]) or 'the record of its inputs'}); preparing it again",
-                      file=sys.stderr)
+                logger.info(f"{out}: inputs changed since it was prepared ({len(changed)} participant(s), "
+                            f"e.g. {', '.join(changed[:3]) or 'the record of its inputs'}); preparing it again")
             _clear(out)
             return None
         old_key = previous.get("prep_key", {})
         methods = [k for k in METHOD_KEYS if old_key.get(k) != key.get(k)]
         if not rebuild and methods and stable_hash(_without_methods(old_key)) == stable_hash(_without_methods(key)):
             if progress:
-                print(f"{out}: prepared by another version of the T1 checks ({', '.join(methods)}); "
-                      "preparing it again", file=sys.stderr)
+                logger.info(f"{out}: prepared by another version of the T1 checks ({', '.join(methods)}); "
+                            "preparing it again")
             _clear(out)
             return None
         if not rebuild:
@@ -347,6 +347,9 @@ def prepare_cohort(source: str, root: str | Path, out: str | Path, cfg: PrepConf
     ``source_options`` go to the source's ``scan`` (e.g. ``cognitively_normal=True`` for
     oasis3, ``freesurfer=PATH``/``sub_ids=[...]`` for abide, ``table=PATH`` for bids). Returns
     the prepared cohort (arrays memory-mapped). See the module docstring for resume and rebuild.
+
+    ``progress``: a progress bar, and INFO messages on this module's logger (the cohort is up to
+    date or prepared again, the QC summary); the library configures no handler for them.
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -388,7 +391,7 @@ def prepare_cohort(source: str, root: str | Path, out: str | Path, cfg: PrepConf
         done = _check_out(out, key, config_hash, rebuild, inputs, progress)
         if done is not None:
             if progress:
-                print(f"{out}: up to date ({done.n} participants)", file=sys.stderr)
+                logger.info(f"{out}: up to date ({done.n} participants)")
             return _refuse_empty(done, out)
         remove_stale_temporaries(out, COHORT_FILES)      # left by a run killed while assembling
         parts = out / PARTS
@@ -423,7 +426,7 @@ def prepare_cohort(source: str, root: str | Path, out: str | Path, cfg: PrepConf
             pass
         cohort = _assemble(out, scan, records, modalities, atlas, cfg, key, config_hash, inputs)
     if progress:
-        print(format_summary(read_json(out / "qc_summary.json")), file=sys.stderr)
+        logger.info(format_summary(read_json(out / "qc_summary.json")))
     return _refuse_empty(cohort, out)
 
 

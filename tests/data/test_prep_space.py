@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 
 import nibabel as nib
@@ -182,7 +183,7 @@ def _bids(root, shifted: str | None = None):
     return root
 
 
-def test_prepare_excludes_a_wrong_space_t1_and_reprepares_a_cohort_made_before_the_check(tmp_path, capsys):
+def test_prepare_excludes_a_wrong_space_t1_and_reprepares_a_cohort_made_before_the_check(tmp_path, caplog):
     from amage_core.data.prepare import prepare_cohort
 
     root = _bids(tmp_path / "ds", shifted="sub-02")
@@ -202,8 +203,9 @@ def test_prepare_excludes_a_wrong_space_t1_and_reprepares_a_cohort_made_before_t
     del manifest["prep_key"]["t1_space_check"]
     manifest["config_hash"] = stable_hash(manifest["prep_key"])
     (out / "manifest.json").write_text(json.dumps(manifest))
-    again = prepare_cohort("bids", root, out, cfg, progress=True)
-    assert "prepared by another version of the T1 checks (t1_space_check); preparing it again" in capsys.readouterr().err
+    with caplog.at_level(logging.INFO, logger="amage_core.data.prepare"):
+        again = prepare_cohort("bids", root, out, cfg, progress=True)
+    assert "prepared by another version of the T1 checks (t1_space_check); preparing it again" in caplog.text
     assert again.participants["participant_id"].tolist() == ["sub-01", "sub-03"]
     assert "t1_space_check" in again.manifest["prep_key"]
     # a change of the user's settings is still refused

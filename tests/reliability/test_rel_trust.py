@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io as _io
+import logging
 import os
 from pathlib import Path
 
@@ -344,7 +345,7 @@ def test_a_row_with_more_fields_than_the_header_is_refused_naming_the_line(tmp_p
 # --------------------------------------------------------------------------------------------
 # 3. the cohort's identity covers its input files
 # --------------------------------------------------------------------------------------------
-def test_editing_an_input_prepares_the_cohort_again(tmp_path, small_bids, capsys):
+def test_editing_an_input_prepares_the_cohort_again(tmp_path, small_bids, caplog):
     import shutil
 
     root = tmp_path / "ds"
@@ -353,14 +354,16 @@ def test_editing_an_input_prepares_the_cohort_again(tmp_path, small_bids, capsys
     cfg = pf.cfg()
     first = prepare_cohort("bids", root, out, cfg, progress=False)
     assert first.participants["age"].tolist() == [20.0, 35.0, 50.0, 65.0]
-    capsys.readouterr()
+    caplog.set_level(logging.INFO, logger="amage_core.data.prepare")
+    caplog.clear()
     again = prepare_cohort("bids", root, out, cfg, progress=True)
-    assert "up to date (4 participants)" in capsys.readouterr().err and again.n == 4
+    assert "up to date (4 participants)" in caplog.text and again.n == 4
     # an edited age
     tsv = root / "participants.tsv"
     tsv.write_text(tsv.read_text().replace("35", "36"))
+    caplog.clear()
     c = prepare_cohort("bids", root, out, cfg, progress=True)
-    assert "inputs changed" in capsys.readouterr().err
+    assert "inputs changed" in caplog.text
     assert c.participants["age"].tolist() == [20.0, 36.0, 50.0, 65.0]
     # a T1 replaced by a constant image, a time series deleted
     t1 = next((root / "derivatives/fmriprep/sub-03/anat").glob("*_desc-preproc_T1w.nii.gz"))
@@ -447,10 +450,11 @@ def test_framewise_displacement_is_checked_or_the_participant_excluded(tmp_path_
     assert res.mean_fd == pytest.approx(finite.mean()) and res.motion_qc == "checked"
 
 
-def test_no_confounds_keeps_the_participant_and_says_motion_was_not_checked(tmp_path, capsys):
+def test_no_confounds_keeps_the_participant_and_says_motion_was_not_checked(tmp_path, caplog):
     root = pf.build_xcpd_cohort(tmp_path / "ds", 3, n_vol=40)
-    c = prepare_cohort("bids", root, tmp_path / "o", pf.cfg(), progress=True)
-    err = capsys.readouterr().err
+    with caplog.at_level(logging.INFO, logger="amage_core.data.prepare"):
+        c = prepare_cohort("bids", root, tmp_path / "o", pf.cfg(), progress=True)
+    err = caplog.text
     assert c.n == 3 and c.qc["motion_qc"].str.startswith("not run: no fMRIPrep confounds").all()
     assert "motion QC not run for 3 included participant(s)" in err
     assert c.manifest["qc"]["motion_not_checked"] == 3
