@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (profile: train.device)")
     parser.add_argument("--protocol", choices=("nested", "released-code"),
                         help="nested (leak-free, default) or the authors' released-code protocol")
-    parser.add_argument("--test-data", help="second prepared cohort: train on --data, test on this one")
+    parser.add_argument("--test-data", help="second prepared cohort: each fold model of the cross-validation "
+                        "on --data predicts all of it; the prediction is their mean")
     parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
                         help="keep the participants whose participants.tsv column equals the value "
                              "(repeatable: all must hold), e.g. --where sex=M; applies to --data and --test-data")
