@@ -1,7 +1,10 @@
 import pytest
 
+from amage_core import io
+from amage_core import workflow as wf
 from amage_core.config import (
-    ConfigError, DenseNetConfig, ModelConfig, Profile, as_profile, from_dict, load_profile, replace, to_dict,
+    ConfigError, DenseNetConfig, ModelConfig, PrepConfig, Profile, TrainConfig, as_profile, baseline_settings,
+    from_dict, load_profile, replace, result_settings, runtime_settings, to_dict,
 )
 
 
@@ -58,3 +61,63 @@ def test_replace_merges_nested_sections():
     assert new.variant == "smri" and new.densenet.growth_rate == 4
     assert new.densenet.init_features == DenseNetConfig().init_features
     assert cfg.variant == "amagenet"  # the original is untouched
+
+
+# --- settings that change no result ----------------------------------------------------------------
+def test_a_runtime_setting_changes_no_result_settings_and_no_fit_fingerprint():
+    from amage_core.train.loop import fit_fingerprint
+
+    train, prep = TrainConfig(), PrepConfig()
+    train2 = replace(train, device="cuda", num_workers=4, fold_workers=2, cpu_threads=3, seeds=5)
+    prep2 = replace(prep, n_jobs=-1, strict=True)
+    assert result_settings(train2) == result_settings(train)
+    assert fit_fingerprint(train2) == fit_fingerprint(train)
+    assert result_settings(prep2) == result_settings(prep)
+    assert result_settings(replace(train, epochs=3)) != result_settings(train)
+    # the same keys as the hand-kept lists before (run identities, checkpoints and cohorts keep their hashes)
+    old_train = ("device", "num_workers", "fold_workers", "cpu_threads", "seeds")
+    assert result_settings(train) == {k: v for k, v in to_dict(train).items() if k not in old_train}
+    assert result_settings(prep) == {k: v for k, v in to_dict(prep).items() if k not in ("n_jobs", "strict")}
+    assert runtime_settings(train2) == {"seeds": 5, "device": "cuda", "num_workers": 4, "fold_workers": 2,
+                                        "cpu_threads": 3}
+    # nested: a whole profile's settings leave every runtime field out
+    assert result_settings(load_profile("demo")) == result_settings(
+        load_profile("demo", overrides={"train": {"fold_workers": 1}, "prep": {"n_jobs": 1}}))
+
+
+def test_baseline_settings_are_the_training_settings_a_baseline_reads():
+    cfg = TrainConfig()
+    assert set(baseline_settings(cfg)) == {"folds", "train_fraction", "seed", "protocol", "age_bins", "bias_method"}
+    assert baseline_settings(replace(cfg, epochs=3, lr=0.1, fold_workers=2)) == baseline_settings(cfg)
+
+
+def test_cached_products_are_named_by_their_result_settings_only(tmp_path, monkeypatch):
+    """The prepared cohort's folder and a run's folder stay the same when a runtime setting changes
+    and move when a result setting does."""
+    from amage_core.data import prepare
+    from amage_core.train import cv
+
+    class Cohort:                   # what run() reads of a prepared cohort: its manifest
+        def __init__(self, out):
+            self.out, self.manifest = out, {"config_hash": out.name}
+
+    monkeypatch.setattr(prepare, "prepare_cohort", lambda source, root, out, cfg, **kw: Cohort(out))
+    monkeypatch.setattr(cv, "cross_validate", lambda cohort, model_cfg, train_cfg, graph_cfg, out, **kw: out)
+    spec = {"name": "x", "workdir": str(tmp_path / "work"),
+            "cohorts": {"c": {"source": "bids", "root": str(tmp_path / "bids")}}}
+
+    def folders(**sections):
+        prof = from_dict(Profile, {**spec, **sections})
+        return wf.prepared(prof, "c", progress=False).out, wf.run(prof, "c", "fmri", progress=False)
+
+    base = folders()
+    work = (tmp_path / "work").resolve()
+    assert base[0].parent == work / "prepared" and base[0].name.startswith("c-")
+    assert base[1].parent == work / "runs" and base[1].name.startswith("c-fmri-")
+    assert folders(train={"device": "cpu", "num_workers": 2, "fold_workers": 3, "cpu_threads": 1},
+                   prep={"n_jobs": 4, "strict": True}) == base
+    assert folders(train={"seeds": 3}) == base
+    assert folders(prep={"min_volumes": 50})[0] != base[0]
+    assert folders(train={"epochs": 3})[1] != base[1]
+    table = wf.product_path(from_dict(Profile, spec), "diagnostics", "lr-range-c-fmri", {"k": 1}, ".tsv")
+    assert table == work / "diagnostics" / f"lr-range-c-fmri-{io.stable_hash({'k': 1})}.tsv"
