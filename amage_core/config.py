@@ -4,6 +4,14 @@ A profile (``amage_core/profiles/demo.yml``, ``paper.yml``, or a user's own YAML
 section per station. :func:`load_profile` reads it into a :class:`Profile`; unknown keys and wrong
 types are errors that name the key and the file, never silently ignored.
 
+Settings that change no result are marked on their fields (``metadata``): :data:`RUNTIME` ones say
+how and where the work runs (device, workers, threads, ``n_jobs``, ``strict``) and are given in
+the profile's own ``runtime`` section (:func:`profile_from_dict`); ``TrainConfig.seeds`` (how many
+seed runs the workflow makes, each with its own seed) stays under ``train``. Cache keys and a
+run's identity record :func:`result_settings`, which leaves all of them out, so changing one reuses
+every product. The settings a classical baseline reads are marked :data:`BASELINE`
+(:func:`baseline_settings`).
+
 Component configs live here (not in the modules that use them) so that imports point one way:
 everything may import ``config``; ``config`` imports nothing of the project.
 """
@@ -516,8 +524,59 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)
 
 
+# the sections whose RUNTIME fields a profile's ``runtime`` section sets
+RUNTIME_SECTIONS: dict[str, type] = {"train": TrainConfig, "prep": PrepConfig}
+
+
+def profile_from_dict(data: Any) -> Profile:
+    """A :class:`Profile` from a profile's YAML data: its ``runtime`` section's keys set the
+    :data:`RUNTIME` fields of ``train`` and ``prep`` (:data:`RUNTIME_SECTIONS`), then every section
+    is validated by :func:`from_dict`.
+
+    A profile written before the ``runtime`` section, with these keys under ``train:`` or
+    ``prep:``, still loads; a key given in both places, a result setting under ``runtime:`` or an
+    unknown key is a :class:`ConfigError` naming it."""
+    return from_dict(Profile, _apply_runtime(data))
+
+
+def _apply_runtime(data: Any) -> Any:
+    """Profile data with the ``runtime`` section's keys moved into the sections they configure."""
+    if not isinstance(data, dict) or "runtime" not in data:
+        return data
+    data = dict(data)
+    runtime = data.pop("runtime")
+    runtime = {} if runtime is None else runtime
+    if not isinstance(runtime, dict):
+        raise ConfigError(f"runtime: expected a mapping, got {type(runtime).__name__}")
+    owner = {name: section for section, cls in RUNTIME_SECTIONS.items() for name in runtime_fields(cls)}
+    for key in runtime:
+        if key in owner:
+            continue
+        for section, cls in RUNTIME_SECTIONS.items():
+            if key in {f.name for f in dataclasses.fields(cls)}:
+                raise ConfigError(f"runtime.{key}: not a runtime setting (runtime: {sorted(owner)}); "
+                                  f"it belongs under {section}:")
+        raise ConfigError(f"runtime: unknown key(s) {sorted(set(runtime) - set(owner), key=str)}; "
+                          f"allowed: {sorted(owner)}")
+    for section, cls in RUNTIME_SECTIONS.items():
+        given = {k: v for k, v in runtime.items() if owner[k] == section}
+        if not given:
+            continue
+        from_dict(cls, given, "runtime")          # type and range errors named runtime.<key>
+        target = data.get(section) or {}
+        if not isinstance(target, dict):
+            raise ConfigError(f"{section}: expected a mapping, got {type(target).__name__}")
+        both = sorted(set(given) & set(target), key=str)
+        if both:
+            raise ConfigError(f"{both} given under both runtime: and {section}:; keep them under runtime: only")
+        data[section] = {**target, **given}
+    return data
+
+
 def load_profile(name_or_path: str | Path, overrides: dict | None = None) -> Profile:
-    """Read a profile by name (``demo``, ``paper``, a file in ``profiles/``) or by path."""
+    """Read a profile by name (``demo``, ``paper``, a file in ``profiles/``) or by path (see
+    :func:`profile_from_dict`); ``overrides`` (the same layout, ``runtime`` included) win over the
+    file's values."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.yml"
@@ -530,9 +589,10 @@ def load_profile(name_or_path: str | Path, overrides: dict | None = None) -> Pro
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
-    if overrides:
-        data = _deep_merge(data, overrides)
     try:
+        data = _apply_runtime(data)
+        if overrides:
+            data = _deep_merge(data, _apply_runtime(overrides))
         return from_dict(Profile, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
