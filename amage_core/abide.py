@@ -31,7 +31,7 @@ import pandas as pd
 
 from amage_core import io
 from amage_core import workflow as wf
-from amage_core.config import Profile, as_profile, replace, to_dict
+from amage_core.config import Profile, as_profile, baseline_settings, replace, result_settings, to_dict
 from amage_core.data.cohort import PreparedCohort, subset
 from amage_core.evaluate.sites import folds_for_sites, site_folds
 from amage_core.stats.sex import cohens_d
@@ -47,8 +47,6 @@ MODELS: dict[str, dict[str, str]] = {
 # ABIDE has no T1 here: the fusion model's structural branch is the table encoder
 MODEL_OVERRIDES: dict[str, dict[str, Any]] = {"amagenet": {"smri_encoder": "table"}}
 AUTISM_FILE, TIMING_FILE = "autism_predictions.tsv", "abide.json"
-# TrainConfig fields a baseline's result depends on (amage_core.baselines.run_baseline)
-BASELINE_TRAIN_FIELDS = ("folds", "seed", "age_bins", "bias_method", "protocol")
 
 
 @dataclass
@@ -147,13 +145,12 @@ def site_held_out(profile: str | Profile, data: AbideData, model: str, n_folds: 
                  else replace(prof.model, variant=model, **MODEL_OVERRIDES.get(model, {})))
     folds = site_folds(data.controls.participants, n_folds or train_cfg.folds)
     assignment = folds[["participant_id", "fold"]]
-    train_key = to_dict(train_cfg)
-    if model_cfg is None:           # baselines read these training settings only (epochs etc. do not matter)
-        train_key = {k: v for k, v in train_key.items() if k in BASELINE_TRAIN_FIELDS}
+    # baselines read these training settings only (epochs etc. do not matter)
+    train_key = baseline_settings(train_cfg) if model_cfg is None else result_settings(train_cfg)
     key = {"cohort": data.controls.manifest.get("config_hash"), "folds": folds.to_numpy().tolist(),
            "model": model, "model_cfg": to_dict(model_cfg), "train": train_key,
            "graph": None if model_cfg is None else to_dict(graph_cfg)}
-    out = wf.workdir(prof) / "runs" / f"{data.name}-sites-{model}-{io.stable_hash(key)}"
+    out = wf.product_path(prof, "runs", f"{data.name}-sites-{model}", key)
     t0 = time.perf_counter()
     if model_cfg is None:
         run = run_baseline(model, data.controls, train_cfg, out, progress=progress, assignment=assignment)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from amage_core.config import TrainConfig, to_dict
+from amage_core.config import TrainConfig, baseline_settings
 from amage_core.evaluate.bias import BiasCorrection
 from amage_core.io import stable_hash
 from amage_core.train.cv import fold_names, outer_rows, plan_folds
@@ -182,10 +182,9 @@ def run_baseline(name: str, cohort: PreparedCohort, train_cfg: TrainConfig, out:
         raise ValueError("the baselines follow the nested protocol only")
     run = RunDir(out)
     fold_table = plan_folds(cohort, train_cfg, test_cohort, assignment)
-    settings = ("folds", "seed", "age_bins", "bias_method", "protocol", "train_fraction")
     identity = {
         "kind": "baseline", "variant": name, "protocol": "nested",
-        "train": {k: v for k, v in to_dict(train_cfg).items() if k in settings},
+        "train": baseline_settings(train_cfg),
         "data": cohort_identity(cohort), "test_data": cohort_identity(test_cohort),
         "folds": stable_hash(fold_table.to_numpy().tolist()),
         "settings": {"ridge_alphas": RIDGE_ALPHAS.tolist(), "svr_c": list(SVR_C),

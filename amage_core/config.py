@@ -4,6 +4,14 @@ A profile (``amage_core/profiles/demo.yml``, ``paper.yml``, or a user's own YAML
 section per station. :func:`load_profile` reads it into a :class:`Profile`; unknown keys and wrong
 types are errors that name the key and the file, never silently ignored.
 
+Settings that change no result are marked on their fields (``metadata``): :data:`RUNTIME` ones say
+how and where the work runs (device, workers, threads, ``n_jobs``, ``strict``) and are given in
+the profile's own ``runtime`` section (:func:`profile_from_dict`); ``TrainConfig.seeds`` (how many
+seed runs the workflow makes, each with its own seed) stays under ``train``. Cache keys and a
+run's identity record :func:`result_settings`, which leaves all of them out, so changing one reuses
+every product. The settings a classical baseline reads are marked :data:`BASELINE`
+(:func:`baseline_settings`).
+
 Component configs live here (not in the modules that use them) so that imports point one way:
 everything may import ``config``; ``config`` imports nothing of the project.
 """
@@ -23,6 +31,13 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type or out of range."""
+
+
+# Field metadata. RUNTIME: how and where the work runs, never what it computes (the profile's
+# ``runtime`` section); {"result": False} alone: changes no single run's result but is not about
+# the machine (``TrainConfig.seeds``). BASELINE: a training setting the classical baselines read.
+RUNTIME = types.MappingProxyType({"runtime": True, "result": False})
+BASELINE = types.MappingProxyType({"baselines": True})
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,8 +120,10 @@ class PrepConfig:
     modalities: list[str] = field(default_factory=list)  # subset of fmri/smri/table; empty: all the source has
     min_age: float = 5.0
     max_age: float = 100.0
-    n_jobs: int = 1
-    strict: bool = False
+    # runtime: participants prepared at once (-1: every core); strict: stop at the first participant
+    # excluded at QC instead of preparing the others (the cohort, when it is made, is the same)
+    n_jobs: int = field(default=1, metadata=RUNTIME)
+    strict: bool = field(default=False, metadata=RUNTIME)
 
 
 @dataclass
@@ -244,40 +261,43 @@ class TrainConfig:
     # alone) where the test situation is mirrored, on the blend runs' held-out participants
     # (train.cv.choose_fusion_epochs); "all" trains every epoch
     fusion_epochs: Literal["blend-split", "all"] = "blend-split"
-    folds: int = 5
+    folds: int = field(default=5, metadata=BASELINE)
     # fraction of each outer training fold's participants the models train on (stratified on age,
     # drawn from the outer folds' seed and the fold, the same for every training seed and model);
     # the test folds stay whole. Below 1: the diagnostics page's MAE against training-set size
-    train_fraction: float = 1.0
+    train_fraction: float = field(default=1.0, metadata=BASELINE)
     # inner validation split of each training fold: monitors the learning curve (and, with
     # bias_fit="validation", fits the bias correction); it never chooses an epoch. 0: none, the
     # model trains on the whole training fold as the classical baselines do.
     val_fraction: float = 0.0
-    seed: int = 42
+    seed: int = field(default=42, metadata=BASELINE)
     fold_seed: int | None = None     # seed of the outer folds (None: ``seed``; seed runs share folds)
-    seeds: int = 1                   # deep models: training seeds run by workflow.seed_runs (seed, seed+1, ...)
-    protocol: Literal["nested", "released-code"] = "nested"
+    # deep models: training seeds run by workflow.seed_runs (seed, seed+1000, ...); each run has its
+    # own seed, so this changes no run's result (left out of its key)
+    seeds: int = field(default=1, metadata={"result": False})
+    protocol: Literal["nested", "released-code"] = field(default="nested", metadata=BASELINE)
     augment: bool = False
     # a fusion stage on frozen encoders encodes each training participant once per view: the plain
     # image and, with ``augment``, this many augmented draws (those of epochs 1..N), cycled through
     # the epochs (= epochs: exactly the encoders run on every batch, at full cost)
     encoded_views: int = 4
     amp: bool = True                 # bf16 autocast on CUDA only
-    device: str = "auto"
-    num_workers: int = 0
+    # runtime (the profile's runtime section): torch device; DataLoader worker processes
+    device: str = field(default="auto", metadata=RUNTIME)
+    num_workers: int = field(default=0, metadata=RUNTIME)
     # CPU parallelism (results do not depend on them beyond floating-point rounding): folds fit at
     # once in separate processes, and torch threads per fit (0: torch's default, or the cores
     # shared out among fold_workers). Small models gain little from intra-op threads, and threads
     # that outnumber free cores make every step wait (seen here: 10x slower on a busy 2-core
     # machine), so the demo fits its 3 folds in 3 processes of 1 thread each. Fewer jobs than
     # fold_workers (a single cross-cohort fit) share that budget out (parallel.job_threads).
-    fold_workers: int = 1
-    cpu_threads: int = 0
+    fold_workers: int = field(default=1, metadata=RUNTIME)
+    cpu_threads: int = field(default=0, metadata=RUNTIME)
     deterministic: bool = True
-    age_bins: int = 10               # quantile age bins stratifying outer folds and inner split
+    age_bins: int = field(default=10, metadata=BASELINE)   # quantile age bins stratifying outer folds and inner split
     # evaluate.bias, for brain-age-gap analyses only (accuracy is always uncorrected): "beheshti"
     # (offset form; uses the test person's age when applied) or "cole" (no age needed)
-    bias_method: Literal["cole", "beheshti"] = "beheshti"
+    bias_method: Literal["cole", "beheshti"] = field(default="beheshti", metadata=BASELINE)
     # predictions the bias correction is fit on: the training fold's, or the inner validation
     # split's (needs val_fraction > 0; the released-code protocol always uses the training fold's)
     bias_fit: Literal["validation", "training"] = "training"
@@ -426,6 +446,39 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def result_settings(obj: Any) -> Any:
+    """``to_dict(obj)`` without the fields that change no result (:data:`RUNTIME` ones and
+    ``TrainConfig.seeds``), at every depth: what a cache key or a run's identity records."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: result_settings(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if f.metadata.get("result", True)}
+    if isinstance(obj, (list, tuple)):
+        return [result_settings(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: result_settings(v) for k, v in obj.items()}
+    return obj
+
+
+def runtime_settings(cfg: Any) -> dict[str, Any]:
+    """The fields of dataclass ``cfg`` that :func:`result_settings` leaves out, with their values
+    (a run records them in its config.json, outside its identity)."""
+    return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+            if not f.metadata.get("result", True)}
+
+
+def baseline_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """The training settings a baseline's identity records (fields marked :data:`BASELINE`: folds,
+    train_fraction, seed, protocol, age_bins, bias_method; ``amage_core.baselines``, which also
+    records its fold table): epochs, learning rate and the other deep-model settings change no
+    classical baseline's result."""
+    return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.metadata.get("baselines")}
+
+
+def runtime_fields(cls: type) -> tuple[str, ...]:
+    """Names of the :data:`RUNTIME` fields of dataclass ``cls``."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("runtime"))
+
+
 def replace(obj: Any, **changes: Any) -> Any:
     """``dataclasses.replace`` that also accepts nested dicts for nested dataclass fields."""
     merged = _deep_merge(to_dict(obj), changes)
@@ -471,8 +524,59 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)
 
 
+# the sections whose RUNTIME fields a profile's ``runtime`` section sets
+RUNTIME_SECTIONS: dict[str, type] = {"train": TrainConfig, "prep": PrepConfig}
+
+
+def profile_from_dict(data: Any) -> Profile:
+    """A :class:`Profile` from a profile's YAML data: its ``runtime`` section's keys set the
+    :data:`RUNTIME` fields of ``train`` and ``prep`` (:data:`RUNTIME_SECTIONS`), then every section
+    is validated by :func:`from_dict`.
+
+    A profile written before the ``runtime`` section, with these keys under ``train:`` or
+    ``prep:``, still loads; a key given in both places, a result setting under ``runtime:`` or an
+    unknown key is a :class:`ConfigError` naming it."""
+    return from_dict(Profile, _apply_runtime(data))
+
+
+def _apply_runtime(data: Any) -> Any:
+    """Profile data with the ``runtime`` section's keys moved into the sections they configure."""
+    if not isinstance(data, dict) or "runtime" not in data:
+        return data
+    data = dict(data)
+    runtime = data.pop("runtime")
+    runtime = {} if runtime is None else runtime
+    if not isinstance(runtime, dict):
+        raise ConfigError(f"runtime: expected a mapping, got {type(runtime).__name__}")
+    owner = {name: section for section, cls in RUNTIME_SECTIONS.items() for name in runtime_fields(cls)}
+    for key in runtime:
+        if key in owner:
+            continue
+        for section, cls in RUNTIME_SECTIONS.items():
+            if key in {f.name for f in dataclasses.fields(cls)}:
+                raise ConfigError(f"runtime.{key}: not a runtime setting (runtime: {sorted(owner)}); "
+                                  f"it belongs under {section}:")
+        raise ConfigError(f"runtime: unknown key(s) {sorted(set(runtime) - set(owner), key=str)}; "
+                          f"allowed: {sorted(owner)}")
+    for section, cls in RUNTIME_SECTIONS.items():
+        given = {k: v for k, v in runtime.items() if owner[k] == section}
+        if not given:
+            continue
+        from_dict(cls, given, "runtime")          # type and range errors named runtime.<key>
+        target = data.get(section) or {}
+        if not isinstance(target, dict):
+            raise ConfigError(f"{section}: expected a mapping, got {type(target).__name__}")
+        both = sorted(set(given) & set(target), key=str)
+        if both:
+            raise ConfigError(f"{both} given under both runtime: and {section}:; keep them under runtime: only")
+        data[section] = {**target, **given}
+    return data
+
+
 def load_profile(name_or_path: str | Path, overrides: dict | None = None) -> Profile:
-    """Read a profile by name (``demo``, ``paper``, a file in ``profiles/``) or by path."""
+    """Read a profile by name (``demo``, ``paper``, a file in ``profiles/``) or by path (see
+    :func:`profile_from_dict`); ``overrides`` (the same layout, ``runtime`` included) win over the
+    file's values."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.yml"
@@ -485,9 +589,10 @@ def load_profile(name_or_path: str | Path, overrides: dict | None = None) -> Pro
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
-    if overrides:
-        data = _deep_merge(data, overrides)
     try:
+        data = _apply_runtime(data)
+        if overrides:
+            data = _deep_merge(data, _apply_runtime(overrides))
         return from_dict(Profile, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

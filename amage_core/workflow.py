@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from amage_core import io
-from amage_core.config import CohortConfig, Profile, as_profile as _profile, replace, to_dict
+from amage_core.config import CohortConfig, Profile, as_profile as _profile, replace, result_settings, to_dict
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,13 @@ def workdir(profile: str | Profile) -> Path:
     return Path(_profile(profile).workdir).expanduser().resolve()
 
 
+def product_path(profile: str | Profile, kind: str, label: str, key: Any, suffix: str = "") -> Path:
+    """Where a cached product lives: ``<workdir>/<kind>/<label>-<hash of key><suffix>`` (``key``:
+    what determines the product, configurations as :func:`~amage_core.config.result_settings`, so
+    the profile's runtime settings never change it; ``suffix``: a product that is one file)."""
+    return workdir(profile) / kind / f"{label}-{io.stable_hash(key)}{suffix}"
+
+
 def cohort_config(profile: str | Profile, name: str) -> CohortConfig:
     prof = _profile(profile)
     if name not in prof.cohorts:
@@ -52,7 +59,7 @@ def synthetic_source(profile: str | Profile, name: str, progress: bool = True) -
     if cc.source != "synthetic":
         raise ValueError(f"cohort {name!r} of profile {prof.name!r} is real {cc.source} data, not synthetic")
     cfg = cc.synth
-    out = workdir(prof) / "synth" / f"{name}-{io.stable_hash(to_dict(cfg))}"
+    out = product_path(prof, "synth", name, result_settings(cfg))
     return generate_cohort(cfg, out, n_jobs=prof.prep.n_jobs, progress=progress, overwrite=True)
 
 
@@ -82,8 +89,8 @@ def prepared(profile: str | Profile, name: str, progress: bool = True, where: di
         options = {k: str(resolve_path(v)) if k in PATH_OPTIONS and isinstance(v, str) else v
                    for k, v in cc.options.items()}
     key = {"source": source, "root": str(root), "derivatives": str(derivatives), "options": options,
-           "prep": to_dict(prep)}
-    out = workdir(prof) / "prepared" / f"{name}-{io.stable_hash(key)}"
+           "prep": result_settings(prep)}
+    out = product_path(prof, "prepared", name, key)
     return prepare_cohort(source, root, out, prep, derivatives=derivatives, progress=progress, **options)
 
 
@@ -113,7 +120,6 @@ def run(
     e.g. a model trained on males only and tested on females. Returns the run's :class:`RunResult`."""
     from amage_core.baselines import BASELINES, run_baseline
     from amage_core.train.cv import cross_validate
-    from amage_core.train.loop import RUNTIME_FIELDS
 
     prof = _profile(profile)
     train_cfg = replace(prof.train, **(train or {}))
@@ -140,11 +146,10 @@ def run(
     test = prepared(prof, test_cohort, progress, test_where) if test_cohort else None
     key = {"cohort": data.manifest.get("config_hash"), "test": test.manifest.get("config_hash") if test else None,
            "model": model, "model_cfg": to_dict(model_cfg),
-           "train": {k: v for k, v in to_dict(train_cfg).items() if k not in RUNTIME_FIELDS},
-           "graph": to_dict(graph_cfg)}
+           "train": result_settings(train_cfg), "graph": to_dict(graph_cfg)}
     tag = f"{cohort}-to-{test_cohort}" if test_cohort else cohort
     tag += "".join(f"-{k}{v}" for k, v in sorted((where or {}).items()))
-    out = workdir(prof) / "runs" / f"{tag}-{model}-{io.stable_hash(key)}"
+    out = product_path(prof, "runs", f"{tag}-{model}", key)
     if model_cfg is None:
         return run_baseline(model, data, train_cfg, out, test_cohort=test, progress=progress)
     return cross_validate(data, model_cfg, train_cfg, graph_cfg, out, test_cohort=test,
@@ -255,16 +260,14 @@ def lr_range(profile: str | Profile, cohort: str, model: str, steps: int = 200, 
     from amage_core.train.cv import fold_split, plan_folds
     from amage_core.train.dataset import CohortDataset, input_spec
     from amage_core.train.diagnostics import lr_range_test
-    from amage_core.train.loop import RUNTIME_FIELDS
 
     prof = _profile(profile)
     data = prepared(prof, cohort, progress)
     model_cfg = replace(prof.model, variant=model)
     graph_cfg = _graph_config(prof, model, None)
     key = {"cohort": data.manifest.get("config_hash"), "model": to_dict(model_cfg), "graph": to_dict(graph_cfg),
-           "train": {k: v for k, v in to_dict(prof.train).items() if k not in RUNTIME_FIELDS},
-           "steps": steps, "lr_min": lr_min, "lr_max": lr_max}
-    out = workdir(prof) / "diagnostics" / f"lr-range-{cohort}-{model}-{io.stable_hash(key)}.tsv"
+           "train": result_settings(prof.train), "steps": steps, "lr_min": lr_min, "lr_max": lr_max}
+    out = product_path(prof, "diagnostics", f"lr-range-{cohort}-{model}", key, ".tsv")
     if out.is_file():
         return pd.read_csv(out, sep="\t")
     split = fold_split(data, plan_folds(data, prof.train), "0", prof.train)

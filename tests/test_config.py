@@ -1,7 +1,11 @@
 import pytest
 
+from amage_core import io
+from amage_core import workflow as wf
 from amage_core.config import (
-    ConfigError, DenseNetConfig, ModelConfig, Profile, as_profile, from_dict, load_profile, replace, to_dict,
+    RUNTIME_SECTIONS, ConfigError, DenseNetConfig, ModelConfig, PrepConfig, Profile, TrainConfig, as_profile,
+    baseline_settings, from_dict, load_profile, profile_from_dict, read_yaml, replace, result_settings,
+    runtime_fields, runtime_settings, to_dict,
 )
 
 
@@ -58,3 +62,126 @@ def test_replace_merges_nested_sections():
     assert new.variant == "smri" and new.densenet.growth_rate == 4
     assert new.densenet.init_features == DenseNetConfig().init_features
     assert cfg.variant == "amagenet"  # the original is untouched
+
+
+# --- the runtime section: settings that change no result -----------------------------------------------
+RUNTIME = {"device": "cpu", "num_workers": 2, "fold_workers": 3, "cpu_threads": 1, "n_jobs": 4, "strict": True}
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "p.yml"
+    p.write_text(text)
+    return p
+
+
+def test_runtime_section_sets_the_runtime_fields_of_train_and_prep(tmp_path):
+    prof = load_profile(_write(tmp_path, "name: x\nruntime: " + repr(RUNTIME).replace("True", "true") + "\n"))
+    assert (prof.train.device, prof.train.num_workers, prof.train.fold_workers, prof.train.cpu_threads) == \
+        ("cpu", 2, 3, 1)
+    assert (prof.prep.n_jobs, prof.prep.strict) == (4, True)
+    assert set(runtime_fields(TrainConfig)) | set(runtime_fields(PrepConfig)) == set(RUNTIME)
+    assert not set(runtime_fields(TrainConfig)) & set(runtime_fields(PrepConfig))   # one section each
+    assert set(RUNTIME_SECTIONS) == {"train", "prep"}
+
+
+@pytest.mark.parametrize("name, train, prep", [
+    ("demo", {"fold_workers": 3, "cpu_threads": 1}, {"n_jobs": 2}),
+    ("paper", {"fold_workers": 1, "cpu_threads": 0}, {"n_jobs": 8}),
+    ("gpu", {"fold_workers": 1, "cpu_threads": 0}, {"n_jobs": 2}),
+])
+def test_shipped_profiles_keep_their_runtime_values_in_the_runtime_section(name, train, prep):
+    prof = load_profile(name)
+    assert {k: getattr(prof.train, k) for k in train} == train
+    assert {k: getattr(prof.prep, k) for k in prep} == prep
+    raw = read_yaml((wf.REPO_ROOT / "amage_core" / "profiles" / f"{name}.yml").read_text())
+    assert raw["runtime"]
+    assert not set(RUNTIME) & (set(raw.get("train") or {}) | set(raw.get("prep") or {}))   # none left there
+
+
+def test_a_runtime_setting_changes_no_result_settings_and_no_fit_fingerprint():
+    from amage_core.train.loop import fit_fingerprint
+
+    train, prep = TrainConfig(), PrepConfig()
+    train2 = replace(train, device="cuda", num_workers=4, fold_workers=2, cpu_threads=3, seeds=5)
+    prep2 = replace(prep, n_jobs=-1, strict=True)
+    assert result_settings(train2) == result_settings(train)
+    assert fit_fingerprint(train2) == fit_fingerprint(train)
+    assert result_settings(prep2) == result_settings(prep)
+    assert result_settings(replace(train, epochs=3)) != result_settings(train)
+    # the same keys as the hand-kept lists before (run identities, checkpoints and cohorts keep their hashes)
+    old_train = ("device", "num_workers", "fold_workers", "cpu_threads", "seeds")
+    assert result_settings(train) == {k: v for k, v in to_dict(train).items() if k not in old_train}
+    assert result_settings(prep) == {k: v for k, v in to_dict(prep).items() if k not in ("n_jobs", "strict")}
+    assert runtime_settings(train2) == {"seeds": 5, "device": "cuda", "num_workers": 4, "fold_workers": 2,
+                                        "cpu_threads": 3}
+    # nested: a whole profile's settings leave every runtime field out
+    assert result_settings(load_profile("demo")) == result_settings(
+        load_profile("demo", overrides={"runtime": {"fold_workers": 1, "n_jobs": 1}}))
+
+
+def test_baseline_settings_are_the_training_settings_a_baseline_reads():
+    cfg = TrainConfig()
+    assert set(baseline_settings(cfg)) == {"folds", "train_fraction", "seed", "protocol", "age_bins", "bias_method"}
+    assert baseline_settings(replace(cfg, epochs=3, lr=0.1, fold_workers=2)) == baseline_settings(cfg)
+
+
+def test_cached_products_are_named_by_their_result_settings_only(tmp_path, monkeypatch):
+    """The prepared cohort's folder and a run's folder stay the same when a runtime setting changes
+    and move when a result setting does."""
+    from amage_core.data import prepare
+    from amage_core.train import cv
+
+    class Cohort:                   # what run() reads of a prepared cohort: its manifest
+        def __init__(self, out):
+            self.out, self.manifest = out, {"config_hash": out.name}
+
+    monkeypatch.setattr(prepare, "prepare_cohort", lambda source, root, out, cfg, **kw: Cohort(out))
+    monkeypatch.setattr(cv, "cross_validate", lambda cohort, model_cfg, train_cfg, graph_cfg, out, **kw: out)
+    spec = {"name": "x", "workdir": str(tmp_path / "work"),
+            "cohorts": {"c": {"source": "bids", "root": str(tmp_path / "bids")}}}
+
+    def folders(**sections):
+        prof = profile_from_dict({**spec, **sections})
+        return wf.prepared(prof, "c", progress=False).out, wf.run(prof, "c", "fmri", progress=False)
+
+    base = folders()
+    work = (tmp_path / "work").resolve()
+    assert base[0].parent == work / "prepared" and base[0].name.startswith("c-")
+    assert base[1].parent == work / "runs" and base[1].name.startswith("c-fmri-")
+    assert folders(runtime=RUNTIME) == base
+    assert folders(train={"seeds": 3}) == base
+    assert folders(prep={"min_volumes": 50})[0] != base[0]
+    assert folders(train={"epochs": 3})[1] != base[1]
+    table = wf.product_path(profile_from_dict(spec), "diagnostics", "lr-range-c-fmri", {"k": 1}, ".tsv")
+    assert table == work / "diagnostics" / f"lr-range-c-fmri-{io.stable_hash({'k': 1})}.tsv"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("runtime: {epochs: 3}", r"runtime\.epochs: not a runtime setting.*under train:"),
+    ("runtime: {seeds: 3}", r"runtime\.seeds: not a runtime setting.*under train:"),
+    ("runtime: {atlas: cc200}", r"runtime\.atlas: not a runtime setting.*under prep:"),
+    ("runtime: {gpus: 2}", r"runtime: unknown key\(s\) \['gpus'\]; allowed: .*fold_workers"),
+    ("runtime: {fold_workers: two}", r"runtime\.fold_workers: expected an integer"),
+    ("runtime: {fold_workers: 0}", r"runtime\.fold_workers: must be at least 1"),
+    ("runtime: {strict: 1}", r"runtime\.strict: expected true/false"),
+    ("runtime: [fold_workers]", r"runtime: expected a mapping"),
+    ("runtime: {fold_workers: 2}\ntrain: {fold_workers: 3}", r"\['fold_workers'\] given under both runtime: and train:"),
+    ("runtime: {n_jobs: 2}\nprep: {n_jobs: 2}", r"\['n_jobs'\] given under both runtime: and prep:"),
+])
+def test_a_misplaced_or_unknown_runtime_key_is_an_error_naming_it(tmp_path, text, message):
+    p = _write(tmp_path, f"name: x\n{text}\n")
+    with pytest.raises(ConfigError, match=message) as err:
+        load_profile(p)
+    assert str(p) in str(err.value)
+
+
+def test_profiles_written_before_the_runtime_section_still_load(tmp_path):
+    prof = load_profile(_write(tmp_path, "name: x\ntrain: {fold_workers: 2, cpu_threads: 1}\nprep: {n_jobs: 3}\n"))
+    assert (prof.train.fold_workers, prof.train.cpu_threads, prof.prep.n_jobs) == (2, 1, 3)
+
+
+def test_overrides_may_use_the_runtime_section_and_win_over_the_file(tmp_path):
+    p = _write(tmp_path, "name: x\nruntime: {fold_workers: 2, n_jobs: 2}\n")
+    prof = load_profile(p, overrides={"runtime": {"fold_workers": 1}, "train": {"epochs": 3}})
+    assert (prof.train.fold_workers, prof.prep.n_jobs, prof.train.epochs) == (1, 2, 3)
+    assert load_profile(p, overrides={"train": {"fold_workers": 4}}).train.fold_workers == 4

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="prepared cohort folder")
     parser.add_argument("--profile", default="demo", help="profile giving PrepConfig defaults (demo, paper, PATH)")
     parser.add_argument("--atlas", default=None, help="atlas name or regions TSV path")
-    parser.add_argument("--n-jobs", type=int, default=None, help="parallel participants")
+    parser.add_argument("--n-jobs", type=int, default=None, help="parallel participants (profile: runtime.n_jobs)")
     parser.add_argument("--strict", action="store_true", help="stop at the first problem")
     parser.add_argument("--rebuild", action="store_true", help="replace a cohort prepared with another configuration")
     parser.add_argument("--modalities", default=None, help="comma list of fmri,smri,table (default: all the source has)")

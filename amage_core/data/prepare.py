@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from amage_core.config import PrepConfig, to_dict
+from amage_core.config import PrepConfig, result_settings
 from amage_core.data.cohort import (COHORT_FILES, PARTICIPANT_COLUMNS, PreparedCohort,
                                     finalize_cohort, load_cohort, stream_npy)
 from amage_core.data.qc import (INVALID_ID, MISSING_MODALITY, UNREADABLE_TABLE, QCError, check_age,
@@ -68,7 +68,6 @@ logger = logging.getLogger(__name__)
 PARTS = "parts"
 STATE = "state.json"
 RECORD = "record.json"
-UNHASHED = ("n_jobs", "strict")
 ARRAY_OF = {"fmri": "connectivity", "smri": "t1", "table": "tables"}
 LOCK = ".prep.lock"
 INPUT_FIELDS = ("t1_mni", "brain_mask", "t1_raw", "timeseries", "bold", "confounds")
@@ -213,7 +212,7 @@ def _modalities(offered: frozenset[str], cfg: PrepConfig, source: str) -> list[s
 
 def _prep_key(source: str, root: Path, derivatives: Path | None, cfg: PrepConfig, atlas: str | None,
               modalities: list[str], options: dict[str, Any]) -> dict[str, Any]:
-    config = {k: v for k, v in to_dict(cfg).items() if k not in UNHASHED}
+    config = result_settings(cfg)          # n_jobs and strict change no prepared cohort
     return {"source": source, "root": str(Path(root).resolve()),
             "derivatives": str(Path(derivatives).resolve()) if derivatives else None,
             "options": {k: str(v) for k, v in sorted(options.items())},

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, help="number of cross-validation folds (profile: train.folds)")
     parser.add_argument("--seed", type=int, help="random seed (profile: train.seed)")
     parser.add_argument("--epochs", type=int, help="maximum epochs (profile: train.epochs)")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (profile: train.device)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (profile: runtime.device)")
     parser.add_argument("--protocol", choices=("nested", "released-code"),
                         help="nested (leak-free, default) or the authors' released-code protocol")
     parser.add_argument("--test-data", help="second prepared cohort: each fold model of the cross-validation "

@@ -51,13 +51,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amage_core.config import GraphConfig, ModelConfig, TrainConfig, replace, to_dict
+from amage_core.config import (GraphConfig, ModelConfig, TrainConfig, replace, result_settings,
+                               runtime_settings, to_dict)
 from amage_core.evaluate.bias import BiasCorrection
 from amage_core.evaluate.metrics import fold_sort_key
 from amage_core.io import stable_hash, write_tsv
 from amage_core.parallel import map_folds
 from amage_core.train.dataset import CohortDataset, check_compatible, input_spec
-from amage_core.train.loop import RUNTIME_FIELDS, fit, predict
+from amage_core.train.loop import fit, predict
 from amage_core.train.checkpoint import CHECKPOINT
 from amage_core.train.rundir import (FUSION_EPOCHS, RunDir, RunResult, cohort_identity,
                                      fold_roles, has_sessions, prediction_table, split_table)
@@ -189,7 +190,7 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
     identity = {
         "kind": "model", "variant": model_cfg.variant, "protocol": train_cfg.protocol,
         "model": to_dict(model_cfg), "graph": to_dict(graph_cfg),
-        "train": {k: v for k, v in to_dict(train_cfg).items() if k not in RUNTIME_FIELDS},
+        "train": result_settings(train_cfg),
         "data": cohort_identity(cohort), "test_data": cohort_identity(test_cohort),
         "folds": stable_hash(fold_table.to_numpy().tolist()),
         "pretrained": pretrained.identity() if pretrained else {},
@@ -199,7 +200,7 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
     names = fold_names(fold_table)
     extra = {"data_path": str(cohort.root),
              "test_data_path": str(test_cohort.root) if test_cohort is not None else None,
-             "runtime": {k: getattr(train_cfg, k) for k in RUNTIME_FIELDS},
+             "runtime": runtime_settings(train_cfg),
              "seeds": {"folds": train_cfg.outer_fold_seed,
                        **{f"fold-{n}": fold_split_seed(train_cfg, n) for n in names}}}
     config_hash = run.start(identity, extra)

@@ -53,15 +53,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from amage_core.config import TrainConfig, to_dict
+from amage_core.config import TrainConfig, result_settings
 from amage_core.io import remove_stale_temporaries, stable_hash
 from amage_core.train import distributed
 from amage_core.train.checkpoint import (CHECKPOINT, HISTORY, FitResult, TrainingState, resume_state,
                                          save_checkpoint, write_history)
-
-# TrainConfig fields that do not change the result of a fit (a resume may change them).
-# (``seeds`` says how many seed runs the workflow makes; each run has its own ``seed``.)
-RUNTIME_FIELDS = ("device", "num_workers", "fold_workers", "cpu_threads", "seeds")
 
 
 @dataclass
@@ -84,9 +80,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def fit_fingerprint(cfg: TrainConfig, extra: Any = None) -> str:
-    """Hash of what determines a fit; a checkpoint is resumed only under the same fingerprint."""
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in RUNTIME_FIELDS}
-    return stable_hash({"train": settings, "extra": extra})
+    """Hash of what determines a fit; a checkpoint is resumed only under the same fingerprint (the
+    settings that change no result, ``config.runtime_settings``, may differ: a resume may change them)."""
+    return stable_hash({"train": result_settings(cfg), "extra": extra})
 
 
 def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig, out_dir: Path | None = None,

@@ -23,7 +23,7 @@ PACKAGES = ("torch", "numpy", "scipy", "pandas", "scikit-learn", "statsmodels", 
 def main(workdir: Path) -> None:
     import amage_core
     from amage_core import workflow as wf
-    from amage_core.config import from_dict, Profile
+    from amage_core.config import profile_from_dict
 
     print({name: md.version(name) for name in PACKAGES})
     for m in pkgutil.walk_packages(amage_core.__path__, "amage_core."):
@@ -33,8 +33,9 @@ def main(workdir: Path) -> None:
     spec["workdir"] = str(workdir)
     spec["cohorts"] = {"camcan": spec["cohorts"]["camcan"]}
     spec["cohorts"]["camcan"]["synth"].update(n_bold_nifti=0)     # the tiny profile's 48 participants
-    spec["train"].update(epochs=1, fold_workers=1)
-    prof = from_dict(Profile, spec)
+    spec["train"].update(epochs=1)
+    spec["runtime"].update(fold_workers=1)
+    prof = profile_from_dict(spec)
     cohort = wf.prepared(prof, "camcan", progress=False)
     assert cohort.n >= 40, cohort.n
     for model in ("amagenet", "ridge-fc"):
