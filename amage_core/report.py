@@ -315,22 +315,20 @@ def fusion_weights(run) -> pd.DataFrame:
     participant's mean gate value); with the fusion stage's epochs chosen on the blend split
     (``train.cv.choose_fusion_epochs``), the epochs kept and the held-out loss (scaled age) of the
     blend alone (epoch 0) and of the kept epoch."""
-    from amage_core.io import read_json
-    from amage_core.train.cv import fold_weights
+    from amage_core.train.rundir import fold_fit, fold_weights, run_fold_names
 
     runs = getattr(run, "runs", [run])
     rows = []
     for i, r in enumerate(runs):
         gates = [c for c in r.predictions.columns if c.startswith("gate_")]
-        for fold_dir in sorted(r.path.glob("fold-*")):
-            fold = fold_dir.name.removeprefix("fold-")
-            weights = fold_weights(r.path, fold)
+        for fold in run_fold_names(r):
+            weights = fold_weights(r, fold)
             row = {"seed run": i, "fold": fold}
             if "late.weight" in weights:
                 w = weights["late.weight"].tolist()
                 row.update({"w fMRI": round(w[0], 3), "w structural": round(w[1], 3),
                             "bias": round(float(weights["late.bias"]), 3)})
-            chosen = read_json(fold_dir / "fit.json").get("fusion_epochs")
+            chosen = fold_fit(r, fold).get("fusion_epochs")
             if chosen:
                 losses = chosen["val_loss"]
                 row.update({"fusion epochs": chosen["epochs"], "held-out loss, blend": round(losses[0], 4),
