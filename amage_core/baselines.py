@@ -55,6 +55,9 @@ BASELINES: dict[str, str] = {
 _FEATURES = {"ridge-fc": "fmri", "svr-fc": "fmri", "brainage-gpr": "smri", "ridge-table": "table"}
 _STACK_BASE = {"fmri": "ridge-fc", "smri": "brainage-gpr", "table": "ridge-table"}
 
+# the TrainConfig fields a baseline's result depends on (epochs, learning rate etc. do not matter)
+TRAIN_FIELDS = ("folds", "seed", "age_bins", "bias_method", "protocol", "train_fraction")
+
 RIDGE_ALPHAS = np.logspace(-3, 5, 17)
 SVR_C = (1.0, 10.0, 100.0)
 PCA_VARIANCE = (0.8, 0.9, 0.95, 0.99)   # T1 variance the PCA keeps: chosen by inner CV on the training fold
@@ -182,10 +185,9 @@ def run_baseline(name: str, cohort: PreparedCohort, train_cfg: TrainConfig, out:
         raise ValueError("the baselines follow the nested protocol only")
     run = RunDir(out)
     fold_table = plan_folds(cohort, train_cfg, test_cohort, assignment)
-    settings = ("folds", "seed", "age_bins", "bias_method", "protocol", "train_fraction")
     identity = {
         "kind": "baseline", "variant": name, "protocol": "nested",
-        "train": {k: v for k, v in to_dict(train_cfg).items() if k in settings},
+        "train": {k: v for k, v in to_dict(train_cfg).items() if k in TRAIN_FIELDS},
         "data": cohort_identity(cohort), "test_data": cohort_identity(test_cohort),
         "folds": stable_hash(fold_table.to_numpy().tolist()),
         "settings": {"ridge_alphas": RIDGE_ALPHAS.tolist(), "svr_c": list(SVR_C),
