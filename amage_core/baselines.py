@@ -249,6 +249,27 @@ def _fit_fold(name: str, run: RunDir, config_hash: str, fold: str, cohort: Prepa
     run.write_fold(fold, config_hash, table, roles, {"bias": bias.to_dict(), "fit": record})
 
 
+def refit_fold(run, fold: str | int, training: PreparedCohort, cohort: PreparedCohort,
+               rows: np.ndarray) -> np.ndarray:
+    """Ages predicted for ``rows`` of ``cohort`` by fold ``fold`` of baseline run ``run`` (a
+    :class:`~amage_core.train.rundir.RunResult` or its folder). No fitted estimator is kept (it would
+    need pickle): the run's estimator is refit on the fold's training participants of ``training``
+    (the cohort the run was trained on) with the run's seed, as :func:`run_baseline` fit it. The
+    ages it is refit on are the cohort's float32 array (as the ABIDE chapter's autism predictions
+    have always been made), so it matches the run's fit to about 1e-6 years, not bitwise.
+    Use :func:`amage_core.train.rundir.fold_predict` rather than this directly."""
+    from amage_core.train.rundir import fold_rows, run_config
+
+    config = run_config(run)
+    name, seed = config["variant"], config["train"]["seed"]
+    train_rows = np.sort(fold_rows(run, fold, training, "fit"))
+    x_train, blocks = _design(name, training)
+    x_test, _ = _design(name, cohort)
+    estimator = make_estimator(name, seed, blocks)
+    estimator.fit(x_train[train_rows], training.ages.astype(float)[train_rows])
+    return estimator.predict(x_test[np.asarray(rows, dtype=np.int64)])
+
+
 def _fitted_settings(estimator) -> dict:
     """Hyper-parameters chosen inside the training fold (ridge alpha, SVR C, PCA components)."""
     from sklearn.decomposition import PCA

@@ -315,22 +315,20 @@ def fusion_weights(run) -> pd.DataFrame:
     participant's mean gate value); with the fusion stage's epochs chosen on the blend split
     (``train.cv.choose_fusion_epochs``), the epochs kept and the held-out loss (scaled age) of the
     blend alone (epoch 0) and of the kept epoch."""
-    from amage_core.io import read_json
-    from amage_core.train.cv import fold_weights
+    from amage_core.train.rundir import fold_fit, fold_weights, run_fold_names
 
     runs = getattr(run, "runs", [run])
     rows = []
     for i, r in enumerate(runs):
         gates = [c for c in r.predictions.columns if c.startswith("gate_")]
-        for fold_dir in sorted(r.path.glob("fold-*")):
-            fold = fold_dir.name.removeprefix("fold-")
-            weights = fold_weights(r.path, fold)
+        for fold in run_fold_names(r):
+            weights = fold_weights(r, fold)
             row = {"seed run": i, "fold": fold}
             if "late.weight" in weights:
                 w = weights["late.weight"].tolist()
                 row.update({"w fMRI": round(w[0], 3), "w structural": round(w[1], 3),
                             "bias": round(float(weights["late.bias"]), 3)})
-            chosen = read_json(fold_dir / "fit.json").get("fusion_epochs")
+            chosen = fold_fit(r, fold).get("fusion_epochs")
             if chosen:
                 losses = chosen["val_loss"]
                 row.update({"fusion epochs": chosen["epochs"], "held-out loss, blend": round(losses[0], 4),
@@ -348,3 +346,67 @@ def seed_table(runs: dict, digits: int = 2) -> pd.DataFrame:
     from amage_core.evaluate import verdicts
 
     return verdicts.seed_table({name: verdicts.tables_of(run) for name, run in runs.items()}, digits)
+
+
+# --------------------------------------------------------------------------------------------
+# ABIDE (chapter 11): site-held-out runs on the controls and the autism - control gap
+# --------------------------------------------------------------------------------------------
+def abide_cohort_table(datasets: dict) -> pd.DataFrame:
+    """Per ABIDE cohort (:class:`~amage_core.abide.AbideData`) and diagnosis: participants, sites,
+    males, median age and range."""
+    rows = []
+    for name, d in datasets.items():
+        for dx, c in (("control", d.controls), ("autism", d.autism)):
+            p = c.participants
+            rows.append({"cohort": name, "group": dx, "n": len(p), "sites": p["site"].nunique(),
+                         "males": int((p["sex"] == "M").sum()), "age median": p["age"].median(),
+                         "age range": f"{p['age'].min():.1f}-{p['age'].max():.1f}"})
+    return pd.DataFrame(rows).set_index(["cohort", "group"]).round(1)
+
+
+def abide_runs_table(results: dict, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Pooled site-held-out accuracy of each model (:class:`~amage_core.abide.AbideRun`) on the
+    controls (uncorrected predictions: the age-dependent correction is for the gap analysis only),
+    with the wall time of the cross-validation."""
+    from amage_core.evaluate.metrics import regression_metrics
+
+    rows = {}
+    for model, r in results.items():
+        df = r.run.predictions
+        u = regression_metrics(df["age"].to_numpy(float), df["predicted_age"].to_numpy(float))
+        rows[(labels or {}).get(model, model)] = {
+            "MAE": u["mae"], "RMSE": u["rmse"], "R²": u["r2"], "r": u["pearson_r"], "r(gap, age)": u["gap_age_r"],
+            "Spearman(gap, age)": u["gap_age_spearman"], "n": int(u["n"]),
+            "time (s)": "reused" if r.seconds is None else int(round(r.seconds))}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model").round(2).fillna("n/a")
+
+
+def gap_summary(results: dict, data, labels: dict[str, str] | None = None,
+                gap: str = "gap_corrected") -> pd.DataFrame:
+    """Autism minus control brain-age gap of each model (row ``autism-control`` of
+    :func:`amage_core.abide.group_gap` on :func:`amage_core.abide.gap_table`)."""
+    from amage_core.abide import gap_table, group_gap
+
+    rows = {(labels or {}).get(m, m): group_gap(gap_table(r, data), gap).loc["autism-control"]
+            for m, r in results.items()}
+    table = pd.DataFrame.from_dict(rows, orient="index").drop(columns=["sd_gap"], errors="ignore")
+    return table.rename(columns={"mean_gap": "difference (y)"}).rename_axis("model").round(3)
+
+
+def describe_gaps(gaps: pd.DataFrame) -> str:
+    """One sentence per sign: which models' 95% interval of Cohen's d excludes zero (a table of
+    :func:`gap_summary`)."""
+    def listed(rows: pd.DataFrame) -> str:
+        return ", ".join(f"{m} (d = {r['cohens_d']:.2f} [{r['d_ci_low']:.2f}, {r['d_ci_high']:.2f}])"
+                         for m, r in rows.iterrows())
+
+    older, younger = gaps[gaps["d_ci_low"] > 0], gaps[gaps["d_ci_high"] < 0]
+    neither = gaps.drop(index=[*older.index, *younger.index])
+    parts = []
+    if len(younger):
+        parts.append(f"Autism participants' brains look younger than controls' with {listed(younger)}.")
+    if len(older):
+        parts.append(f"They look older with {listed(older)}.")
+    if len(neither):
+        parts.append(f"No difference can be told from zero with {', '.join(neither.index)}.")
+    return " ".join(parts)

@@ -104,6 +104,7 @@ def run(
     graph: dict[str, Any] | None = None,
     where: dict[str, Any] | None = None,
     test_where: dict[str, Any] | None = None,
+    hold_out: str | None = None,
     progress: bool = True,
 ):
     """Cross-validate ``model`` (a variant of ``amage_core.models.VARIANTS`` or a baseline of
@@ -117,7 +118,10 @@ def run(
     (e.g. ``train={"protocol": "released-code"}``, ``graph={"sparsify": "positive"}``); a variant
     listed in the profile's ``variant_graph`` gets those graph settings unless ``graph`` is given.
     ``where`` / ``test_where`` restrict the training / test cohort's participants (see :func:`prepared`),
-    e.g. a model trained on males only and tested on females. Returns the run's :class:`RunResult`."""
+    e.g. a model trained on males only and tested on females. ``hold_out`` names a participants
+    column (e.g. ``"site"``) whose values are held out whole: the ``train.folds`` outer folds are
+    :func:`~amage_core.evaluate.sites.site_folds` of that column (as many as it has values at most:
+    leave-one-site-out), imposed on deep models and baselines alike. Returns the run's :class:`RunResult`."""
     from amage_core.baselines import BASELINES, run_baseline
     from amage_core.train.cv import cross_validate
 
@@ -129,11 +133,11 @@ def run(
     if model_cfg is not None and test_cohort:
         # the fold models to transfer: the cross-validation run's (the branches too are theirs)
         source = run(prof, cohort, model, train=train, model_overrides=model_overrides, graph=graph,
-                     where=where, progress=progress)
+                     where=where, hold_out=hold_out, progress=progress)
     if model_cfg is not None and is_fusion(model_cfg) and train_cfg.fusion_encoders != "scratch":
         from amage_core.train.cv import Branches, needs_blend
 
-        options = dict(graph=to_dict(graph_cfg), where=where, progress=progress)
+        options = dict(graph=to_dict(graph_cfg), where=where, hold_out=hold_out, progress=progress)
         pretrained = Branches(branch_runs(prof, cohort, model_cfg, train=train, **options))
         if needs_blend(model_cfg, train_cfg):
             # one pair of blend runs per set of outer folds, shared by every training seed (seed
@@ -149,11 +153,19 @@ def run(
            "train": result_settings(train_cfg), "graph": to_dict(graph_cfg)}
     tag = f"{cohort}-to-{test_cohort}" if test_cohort else cohort
     tag += "".join(f"-{k}{v}" for k, v in sorted((where or {}).items()))
+    assignment = None
+    if hold_out:
+        from amage_core.evaluate.sites import site_folds
+
+        assignment = site_folds(data.participants, train_cfg.folds, hold_out)[["participant_id", "fold"]]
+        key["hold_out"], tag = hold_out, f"{tag}-by{hold_out}"
     out = product_path(prof, "runs", f"{tag}-{model}", key)
     if model_cfg is None:
-        return run_baseline(model, data, train_cfg, out, test_cohort=test, progress=progress)
+        return run_baseline(model, data, train_cfg, out, test_cohort=test, progress=progress,
+                            assignment=assignment)
     return cross_validate(data, model_cfg, train_cfg, graph_cfg, out, test_cohort=test,
-                          resume=True, progress=progress, pretrained=pretrained, reuse=source)
+                          resume=True, progress=progress, pretrained=pretrained, reuse=source,
+                          assignment=assignment)
 
 
 def is_fusion(model_cfg) -> bool:

@@ -55,3 +55,37 @@ def test_transfer_reuses_every_fit_of_the_cross_validation(tmp_path, monkeypatch
         chosen = [pd.read_json(r.path / f"fold-{k}" / "fit.json", typ="series")["fusion_epochs"]["epochs"]
                   for r in (within, transfer)]
         assert chosen[0] == chosen[1]
+
+
+def _sited_cohort(root, n: int = 30):
+    """``n`` participants at three sites whose structural table carries their age."""
+    from amage_core.data.cohort import write_cohort
+
+    rng = np.random.default_rng(0)
+    age = rng.uniform(20, 80, n)
+    tables = (age[:, None] - 50) / 20 * rng.normal(size=(1, 4)) + 0.1 * rng.normal(size=(n, 4))
+    participants = pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(n)], "age": age,
+                                 "sex": rng.choice(["M", "F"], n), "site": np.repeat(["A", "B", "C"], n // 3)})
+    return write_cohort(root, participants, tables=tables, table_columns=[f"t{i}" for i in range(4)],
+                        config={"cohort": "sited"})
+
+
+def test_hold_out_makes_the_folds_hold_whole_sites_out(tmp_path, monkeypatch):
+    from amage_core.evaluate.sites import site_folds
+    from amage_core.train.rundir import fold_roles, run_fold_names
+
+    cohort = _sited_cohort(tmp_path / "cohort")
+    monkeypatch.setattr(wf, "prepared", lambda *args, **kwargs: cohort)
+    profile = load_profile("demo", {"workdir": str(tmp_path / "data"), "train": {"folds": 5}})
+    run = wf.run(profile, "sited", "ridge-table", hold_out="site", progress=False)
+    assert run.complete and run.path.name.startswith("sited-bysite-ridge-table-")
+    assert run_fold_names(run) == ["0", "1", "2"]                  # 5 folds asked, 3 sites: one per site
+    site = dict(zip(cohort.participants["participant_id"], cohort.participants["site"]))
+    for fold in run_fold_names(run):
+        roles = fold_roles(run, fold)
+        assert len({site[p] for p in roles["test"]}) == 1
+        assert not {site[p] for p in roles["test"]} & {site[p] for p in roles["fit"]}
+    expected = site_folds(cohort.participants, 5)[["participant_id", "fold"]].astype(str)
+    pd.testing.assert_frame_equal(pd.read_csv(run.path / "folds.tsv", sep="\t", dtype=str), expected)
+    plain = wf.run(profile, "sited", "ridge-table", progress=False)
+    assert plain.path != run.path and not plain.path.name.startswith("sited-bysite")

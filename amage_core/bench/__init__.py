@@ -7,6 +7,7 @@ Modules: :mod:`~.settings` (quick and full sizes, the accuracy profile), :mod:`~
 model on the same folds, the oracle verdict, the transfer), :mod:`~.speed` (throughput, memory,
 scaling, the GPU step), :mod:`~.measure` and :mod:`~.worker` (one fresh process per measurement,
 peak RSS), :mod:`~.data_tasks` and :mod:`~.train_tasks` (what those processes run),
-:mod:`~.machine` (machine, versions, commit, book timings), :mod:`~.suite` (one run),
+:mod:`~.machine` (machine, versions, commit, book timings), :mod:`~.abide` (the ABIDE models with
+sites held out, as chapter 11 runs them), :mod:`~.suite` (one run),
 :mod:`~.markdown` (the report), :mod:`~.command` (the CLI).
 """

@@ -2,8 +2,8 @@
 
 Sections (``only`` selects some): ``accuracy`` (:mod:`~amage_core.bench.accuracy`), ``speed``
 (throughput, memory, scaling: :mod:`~amage_core.bench.speed`), ``gpu`` (``--device cuda``), ``book``
-(the demo book's chapter timings) and ``abide`` (``amage_core.abide.abide_benchmark`` when another
-module provides it). A section not run is recorded as skipped, with the reason.
+(the demo book's chapter timings) and ``abide`` (:mod:`~amage_core.bench.abide`). A section not run
+is recorded as skipped, with the reason.
 """
 from __future__ import annotations
 
@@ -25,17 +25,13 @@ logger = logging.getLogger(__name__)
 
 
 def abide(profile: Profile, out: Path, quick: bool) -> dict[str, Any]:
-    """ABIDE figures from ``amage_core.abide.abide_benchmark(profile, out)`` when it exists (``out``:
-    its JSON file). ``profile`` is the user's own, so the ABIDE chapter's runs are reused."""
-    from amage_core import abide as abide_module
+    """ABIDE figures from :func:`amage_core.bench.abide.abide_benchmark` (``out``: its JSON file).
+    ``profile`` is the user's own, so the ABIDE chapter's runs are reused."""
+    from amage_core.bench.abide import abide_benchmark
 
-    fn = getattr(abide_module, "abide_benchmark", None)
-    if fn is None:
-        return {"skipped": "amage_core.abide provides no abide_benchmark(profile, out) yet"}
     if quick:
         return {"skipped": "not run with --quick"}
-    figures = fn(profile, out)
-    return figures if isinstance(figures, dict) else {"result": str(figures), "out": str(out)}
+    return abide_benchmark(profile, out)
 
 
 def run_benchmark(profile_ref: str, out: Path, quick: bool = False, device: str = "cpu",

@@ -70,3 +70,9 @@ class BiasCorrection:
     def to_dict(self) -> dict:
         return {"method": self.method, "slope": self.slope, "intercept": self.intercept,
                 "source": self.source, "fitted_on": list(self.fitted_on)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BiasCorrection:
+        """Inverse of :meth:`to_dict` (a run's ``fold-<k>/bias.json``)."""
+        return cls(data["method"], data["slope"], data["intercept"], tuple(data["fitted_on"]),
+                   data.get("source", ""))

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 
 from amage_core.evaluate.metrics import PREDICTION_COLUMNS
+from amage_core.train.rundir import read_predictions
 
 
 @dataclass
@@ -20,15 +19,6 @@ class PairedComparison:
     statistic: float         # Wilcoxon signed-rank statistic on |error_a| - |error_b|
     p_value: float           # two-sided
     correction: str          # "uncorrected" or "corrected"
-
-
-def read_predictions(run: Path | str | pd.DataFrame) -> pd.DataFrame:
-    """A run's predictions table (from a run directory, a predictions.tsv path, or as given)."""
-    if isinstance(run, pd.DataFrame):
-        return run
-    path = Path(run)
-    path = path / "predictions.tsv" if path.is_dir() else path
-    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "fold": str})
 
 
 def compare_runs(run_a, run_b, correction: str = "uncorrected") -> PairedComparison:

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from amage_core import io
-from amage_core.config import GraphConfig, ModelConfig, TrainConfig, from_dict
+from amage_core.config import GraphConfig, TrainConfig
 from amage_core.parallel import map_folds
 
 ARRAYS = ("roi_ig", "roi_score", "network_score", "t1_ig", "t1_saliency", "t1_ig_region", "gate",
@@ -69,26 +69,13 @@ class Attributions:
 
 
 def fold_models(run_path: Path, cohort):
-    """(fold name, model with its best weights, test rows of ``cohort``) for each fold of a run."""
-    from amage_core.models import build_model
-    from amage_core.train.dataset import input_spec
-    from amage_core.train.checkpoint import load_checkpoint
+    """(fold name, model with its kept weights, test rows of ``cohort``) for each fold of a run
+    (:mod:`amage_core.train.rundir`'s readers)."""
+    from amage_core.train.rundir import fold_model, fold_rows, run_fold_names
 
-    config = io.read_json(run_path / "config.json")
-    model_cfg = from_dict(ModelConfig, config["model"])
-    ids = cohort.participants["participant_id"].astype(str).to_numpy()
-    position = {pid: i for i, pid in enumerate(ids)}
-    for fold_dir in sorted(run_path.glob("fold-*")):
-        split = pd.read_csv(fold_dir / "split.tsv", sep="\t", dtype={"participant_id": str})
-        test_ids = split.loc[split["role"] == "test", "participant_id"]
-        missing = [p for p in test_ids if p not in position]
-        if missing:
-            raise ValueError(f"{fold_dir}: test participants {missing[:3]} are not in the cohort {cohort.root}")
-        checkpoint = load_checkpoint(fold_dir / "checkpoint.pt")
-        model = build_model(model_cfg, input_spec(cohort))
-        model.load_state_dict(checkpoint["best_model"] or checkpoint["model"])
-        model.eval()
-        yield fold_dir.name.removeprefix("fold-"), model, np.array([position[p] for p in test_ids])
+    for name in run_fold_names(run_path):
+        rows = fold_rows(run_path, name, cohort, "test")
+        yield name, fold_model(run_path, name, cohort), rows
 
 
 def batch_function(model, batch, fields: tuple[str, ...]):

@@ -5,7 +5,7 @@ Inputs are a run's predictions joined with the participants' sex: a DataFrame wi
 correction was fit on training folds only). The brain-age gap is ``predicted - age``.
 
 - :func:`gap_by_sex`: mean gap per sex, the female-minus-male difference with a Welch 95% CI, and
-  Cohen's d with a bootstrap 95% CI.
+  Cohen's d with a bootstrap 95% CI (:func:`amage_core.stats.groups.group_difference`).
 - :func:`trajectory_model`: OLS ``gap ~ age * C(sex)`` (statsmodels formula); the ``age:C(sex)[T.M]``
   term is the difference between the sexes' gap-vs-age slopes. With repeated measures per participant
   (a ``participant_id`` appearing more than once), a mixed model with a random intercept per
@@ -14,11 +14,11 @@ correction was fit on training folds only). The brain-age gap is ``predicted - a
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
-from scipy import stats
 from statsmodels.nonparametric.smoothers_lowess import lowess
+
+from amage_core.stats.groups import cohens_d, group_difference  # noqa: F401  (cohens_d: its old home)
 
 SEXES = ("F", "M")
 
@@ -35,32 +35,11 @@ def _gaps(df: pd.DataFrame, column: str) -> pd.DataFrame:
     return out
 
 
-def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
-    """Cohen's d with the pooled standard deviation: (mean(a) - mean(b)) / s_pooled."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    na, nb = len(a), len(b)
-    pooled = np.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
-    return float((a.mean() - b.mean()) / pooled)
-
-
 def gap_by_sex(df: pd.DataFrame, column: str = "predicted_age_corrected", n_boot: int = 2000,
                seed: int = 0) -> pd.DataFrame:
     """One row per sex (n, mean gap, SD) and one row ``F-M`` (difference, Welch 95% CI, p, Cohen's d
-    with a percentile-bootstrap 95% CI)."""
-    g = _gaps(df, column)
-    f, m = g.loc[g.sex == "F", "gap"].to_numpy(), g.loc[g.sex == "M", "gap"].to_numpy()
-    rows = [{"group": s, "n": len(x), "mean_gap": x.mean(), "sd_gap": x.std(ddof=1)}
-            for s, x in (("F", f), ("M", m))]
-    welch = stats.ttest_ind(f, m, equal_var=False)
-    ci = welch.confidence_interval(0.95)
-    rng = np.random.default_rng(seed)
-    boot = [cohens_d(rng.choice(f, len(f)), rng.choice(m, len(m))) for _ in range(n_boot)]
-    rows.append({
-        "group": "F-M", "n": len(f) + len(m), "mean_gap": f.mean() - m.mean(),
-        "ci_low": ci.low, "ci_high": ci.high, "p": welch.pvalue, "cohens_d": cohens_d(f, m),
-        "d_ci_low": np.percentile(boot, 2.5), "d_ci_high": np.percentile(boot, 97.5),
-    })
-    return pd.DataFrame(rows).set_index("group")
+    with a percentile-bootstrap 95% CI): :func:`amage_core.stats.groups.group_difference`."""
+    return group_difference(_gaps(df, column), "sex", "F", "M", "gap", n_boot, seed)
 
 
 def trajectory_model(df: pd.DataFrame, column: str = "predicted_age_corrected", outcome: str = "gap"):

@@ -60,8 +60,9 @@ from amage_core.parallel import map_folds
 from amage_core.train.dataset import CohortDataset, check_compatible, input_spec
 from amage_core.train.loop import fit, predict
 from amage_core.train.checkpoint import CHECKPOINT
-from amage_core.train.rundir import (FUSION_EPOCHS, RunDir, RunResult, cohort_identity,
-                                     fold_roles, has_sessions, prediction_table, split_table)
+from amage_core.train.rundir import (FUSION_EPOCHS, VAL_PREDICTIONS, RunDir, RunResult, cohort_identity,
+                                     fold_roles, fold_scaler, fold_val_predictions, fold_weights,
+                                     has_sessions, prediction_table, split_table)
 from amage_core.train.scaler import AgeScaler
 from amage_core.train.splits import assign_folds, fold_rows, inner_split, participant_keys
 
@@ -261,7 +262,6 @@ def _fold_number(name: str) -> int:
     return int(name) if name.isdigit() else 0
 
 
-VAL_PREDICTIONS = "val_predictions.tsv"
 MIN_BLEND = 10       # fewer validation participants: the late weights are learnt in sample instead
 
 
@@ -276,13 +276,8 @@ def blend_weights(blend: dict[str, RunResult], fold: str, fit_ids: set[str] | No
     Returns ``{"w_fmri", "w_structural", "intercept_years", "n"}``."""
     from scipy.optimize import lsq_linear
 
-    tables = []
-    for branch in ("fmri", "structural"):
-        path = Path(blend[branch].path) / f"fold-{fold}" / VAL_PREDICTIONS
-        if not path.is_file():
-            raise ValueError(f"{path} is missing: the blend run kept no validation split")
-        tables.append(pd.read_csv(path, sep="\t", dtype={"participant_id": str})
-                      .rename(columns={"predicted_age": branch}))
+    tables = [fold_val_predictions(blend[branch], fold).rename(columns={"predicted_age": branch})
+              for branch in ("fmri", "structural")]
     merged = tables[0].merge(tables[1].drop(columns="age"), on="participant_id", validate="one_to_one")
     if len(merged) != len(tables[0]) or len(merged) != len(tables[1]):
         raise ValueError(f"fold {fold}: the blend runs' validation participants differ")
@@ -310,17 +305,6 @@ def _run_hash(result: RunResult) -> str:
     from amage_core.io import read_json
 
     return read_json(Path(result.path) / "done.json")["config_hash"]
-
-
-def fold_weights(run_path: Path, fold: str) -> dict:
-    """The kept weights of fold ``fold`` of a finished deep-model run (``best_model`` of its checkpoint)."""
-    from amage_core.train.checkpoint import CHECKPOINT, load_checkpoint
-
-    checkpoint = load_checkpoint(Path(run_path) / f"fold-{fold}" / CHECKPOINT)
-    weights = checkpoint.get("best_model")
-    if weights is None:
-        raise ValueError(f"{run_path}/fold-{fold}: the fit did not finish (no kept weights)")
-    return weights
 
 
 def _built(build: ModelFactory | None, model_cfg: ModelConfig, cohort: PreparedCohort,
@@ -381,10 +365,8 @@ def _blend_split(blend: dict[str, RunResult], split: FoldSplit, part: pd.DataFra
                  ) -> tuple[np.ndarray, np.ndarray, AgeScaler]:
     """(fit rows, validation rows, age scaler) of the blend runs' fold ``split.name`` (the same in
     both branches, and inside the fold's training part), as rows of ``part``."""
-    from amage_core.io import read_json
-
-    roles = [fold_roles(result.path, split.name) for result in blend.values()]
-    scalers = [read_json(Path(result.path) / f"fold-{split.name}" / "scaler.json") for result in blend.values()]
+    roles = [fold_roles(result, split.name) for result in blend.values()]
+    scalers = [fold_scaler(result, split.name) for result in blend.values()]
     if any(r != roles[0] for r in roles) or any(s != scalers[0] for s in scalers):
         raise ValueError(f"fold {split.name}: the blend runs {[r.path for r in blend.values()]} split "
                          "their training participants differently")
@@ -394,7 +376,7 @@ def _blend_split(blend: dict[str, RunResult], split: FoldSplit, part: pd.DataFra
         raise ValueError(f"fold {split.name}: the blend runs train on participants outside this fold's "
                          "training part")
     rows = {role: np.flatnonzero(np.isin(ids, sorted(roles[0][role]))) for role in ("fit", "val")}
-    return rows["fit"], rows["val"], AgeScaler.from_dict(scalers[0])
+    return rows["fit"], rows["val"], scalers[0]
 
 
 def _pretrained_branches(pretrained: dict[str, RunResult], split: FoldSplit, part: pd.DataFrame) -> dict:

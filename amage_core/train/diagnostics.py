@@ -144,11 +144,11 @@ def size_table(runs: dict) -> pd.DataFrame:
     baseline) on the same outer folds. One row per run: ``model``, ``fraction``, ``n_train`` (the
     participants a fold trains on, fit plus inner validation, mean over folds), ``mae``
     (uncorrected, pooled over the test folds) and ``n_test``."""
-    from amage_core.io import read_json
+    from amage_core.train.rundir import fold_fit, run_fold_names
 
     rows = []
     for (model, fraction), run in runs.items():
-        fits = [read_json(path) for path in sorted(run.path.glob("fold-*/fit.json"))]
+        fits = [fold_fit(run, fold) for fold in run_fold_names(run)]
         if not fits:
             raise ValueError(f"{run.path}: no fold-*/fit.json (an unfinished run?)")
         pred = run.predictions

@@ -16,6 +16,15 @@
 cross-cohort run (a fold ensemble) every fold predicts every test participant, ``folds.tsv`` is the
 training cohort's, and the run's predictions are the folds' mean, labelled fold ``external``. Folds
 may finish in separate processes; whichever finds all folds done assembles the run.
+
+Reading a finished run: :meth:`RunDir.load` or :func:`read_predictions` (its predictions),
+:func:`run_config`, :func:`run_fold_names`, and per fold :func:`fold_roles` / :func:`fold_rows` (its
+split), :func:`fold_scaler`, :func:`fold_bias`, :func:`fold_fit`, :func:`fold_val_predictions`,
+:func:`fold_weights`,
+:func:`fold_model` (the kept weights in a model built from the run's configuration) and
+:func:`fold_predict` (ages predicted by the fold's model for rows of any compatible cohort: a deep
+model's kept weights, or a baseline refit on the fold's training participants). Callers use these
+instead of parsing the files.
 """
 from __future__ import annotations
 
@@ -33,10 +42,16 @@ from amage_core.io import read_json, stable_hash, write_json, write_tsv
 from amage_core.train import distributed
 
 if TYPE_CHECKING:
+    from torch import nn
+
+    from amage_core.config import TrainConfig
     from amage_core.data.cohort import PreparedCohort
+    from amage_core.evaluate.bias import BiasCorrection
+    from amage_core.train.scaler import AgeScaler
 
 EXTERNAL = "external"
 FUSION_EPOCHS = "fusion-epochs"     # fold subfolder of the fit that chooses the fusion stage's epochs
+VAL_PREDICTIONS = "val_predictions.tsv"     # a fold's predictions of its inner validation participants
 _PACKAGES = ("torch", "torch_geometric", "monai", "numpy", "scipy", "pandas", "sklearn", "nilearn")
 
 
@@ -160,10 +175,142 @@ class RunDir:
         write_json(folder / "done.json", {"config_hash": config_hash})
 
 
-def fold_roles(run_path: Path, fold: str | int) -> dict[str, frozenset[str]]:
+def _path(run: RunResult | Path | str) -> Path:
+    """The folder of a run given as a :class:`RunResult` or a path."""
+    return Path(getattr(run, "path", run))
+
+
+def _fold_dir(run: RunResult | Path | str, fold: str | int) -> Path:
+    return _path(run) / f"fold-{fold}"
+
+
+def run_config(run: RunResult | Path | str) -> dict:
+    """What a run was run with (its ``config.json``)."""
+    return read_json(_path(run) / "config.json")
+
+
+def run_fold_names(run: RunResult | Path | str) -> list[str]:
+    """The names of a run's fold folders, in the order of the folders' names (``fold-0``,
+    ``fold-1``, ``fold-10``, ...)."""
+    return [d.name.removeprefix("fold-") for d in sorted(_path(run).glob("fold-*"))]
+
+
+def fold_split_table(run: RunResult | Path | str, fold: str | int) -> pd.DataFrame:
+    """``participant_id, role`` (fit | val | test) of fold ``fold``, in the order the fold wrote them."""
+    return pd.read_csv(_fold_dir(run, fold) / "split.tsv", sep="\t", dtype={"participant_id": str})
+
+
+def fold_roles(run: RunResult | Path | str, fold: str | int) -> dict[str, frozenset[str]]:
     """``{"fit", "val", "test"}`` -> the participant_ids of fold ``fold`` in that role (``split.tsv``)."""
-    table = pd.read_csv(Path(run_path) / f"fold-{fold}" / "split.tsv", sep="\t", dtype={"participant_id": str})
+    table = fold_split_table(run, fold)
     return {role: frozenset(table.loc[table["role"] == role, "participant_id"]) for role in ("fit", "val", "test")}
+
+
+def fold_rows(run: RunResult | Path | str, fold: str | int, cohort: PreparedCohort,
+              role: str = "test") -> np.ndarray:
+    """Rows of ``cohort`` of fold ``fold``'s participants in ``role``, in the fold's order (all of a
+    participant's rows, when they have several sessions); a participant missing from ``cohort`` is a
+    ``ValueError``."""
+    table = fold_split_table(run, fold)
+    ids = table.loc[table["role"] == role, "participant_id"]
+    positions: dict[str, list[int]] = {}
+    for i, pid in enumerate(cohort.participants["participant_id"].astype(str).to_numpy()):
+        positions.setdefault(pid, []).append(i)
+    missing = [p for p in ids if p not in positions]
+    if missing:
+        raise ValueError(f"{_fold_dir(run, fold)}: {role} participants {missing[:3]} are not in the "
+                         f"cohort {cohort.root}")
+    return np.array([i for p in ids for i in positions[p]], dtype=np.int64)
+
+
+def fold_scaler(run: RunResult | Path | str, fold: str | int) -> AgeScaler | None:
+    """The age scaler fold ``fold`` trained with (``scaler.json``); ``None`` for a baseline (none)."""
+    from amage_core.train.scaler import AgeScaler
+
+    path = _fold_dir(run, fold) / "scaler.json"
+    return AgeScaler.from_dict(read_json(path)) if path.is_file() else None
+
+
+def fold_bias(run: RunResult | Path | str, fold: str | int) -> BiasCorrection:
+    """The bias correction fit in fold ``fold`` (``bias.json``)."""
+    from amage_core.evaluate.bias import BiasCorrection
+
+    return BiasCorrection.from_dict(read_json(_fold_dir(run, fold) / "bias.json"))
+
+
+def fold_fit(run: RunResult | Path | str, fold: str | int) -> dict:
+    """What fold ``fold``'s fit recorded (``fit.json``: participants fit, validated and tested on;
+    a deep model's kept epoch, late-fusion weights and fusion epochs; a baseline's chosen settings)."""
+    return read_json(_fold_dir(run, fold) / "fit.json")
+
+
+def fold_val_predictions(run: RunResult | Path | str, fold: str | int) -> pd.DataFrame:
+    """``participant_id, age, predicted_age`` of fold ``fold``'s inner validation participants
+    (``val_predictions.tsv``); a ``ValueError`` when the fold kept no validation split."""
+    path = _fold_dir(run, fold) / VAL_PREDICTIONS
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: the run kept no validation split")
+    return pd.read_csv(path, sep="\t", dtype={"participant_id": str})
+
+
+def fold_weights(run: RunResult | Path | str, fold: str | int) -> dict:
+    """The kept weights of fold ``fold`` of a finished deep-model run (``best_model`` of its checkpoint)."""
+    from amage_core.train.checkpoint import CHECKPOINT, load_checkpoint
+
+    checkpoint = load_checkpoint(_fold_dir(run, fold) / CHECKPOINT)
+    weights = checkpoint.get("best_model")
+    if weights is None:
+        raise ValueError(f"{_fold_dir(run, fold)}: the fit did not finish (no kept weights)")
+    return weights
+
+
+def fold_model(run: RunResult | Path | str, fold: str | int, cohort: PreparedCohort,
+               build=None) -> nn.Module:
+    """Fold ``fold``'s model of a deep run, in eval mode: built from the run's model configuration
+    for ``cohort``'s inputs (``build(model_cfg, input_spec)``, default
+    ``amage_core.models.build_model``) with the fold's kept weights."""
+    from amage_core.config import ModelConfig, from_dict
+    from amage_core.train.dataset import input_spec
+
+    if build is None:
+        from amage_core.models import build_model as build
+
+    model = build(from_dict(ModelConfig, run_config(run)["model"]), input_spec(cohort))
+    model.load_state_dict(fold_weights(run, fold))
+    return model.eval()
+
+
+def fold_predict(run: RunResult | Path | str, fold: str | int, cohort: PreparedCohort, rows: np.ndarray,
+                 train_cfg: TrainConfig | None = None, training: PreparedCohort | None = None,
+                 build=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(predicted age in years (n,), gate (n, G) or None) of ``rows`` of ``cohort`` by fold ``fold``'s
+    model, before bias correction (:func:`fold_bias` corrects them).
+
+    A deep run's fold predicts with its kept weights and age scaler (``train_cfg``: batch size and
+    device; default ``TrainConfig()``); a baseline keeps no fitted model, so it is refit on the fold's
+    training participants of ``training`` (the cohort the run was trained on: the same estimator,
+    seed and rows; :func:`amage_core.baselines.refit_fold`)."""
+    from amage_core.config import GraphConfig, TrainConfig, from_dict
+    from amage_core.train.dataset import CohortDataset
+    from amage_core.train.loop import predict
+
+    rows = np.asarray(rows, dtype=np.int64)
+    config = run_config(run)
+    if config.get("kind") == "baseline":
+        from amage_core.baselines import refit_fold
+
+        if training is None:
+            raise ValueError(f"{_path(run)}: a baseline fold is refit on its training "
+                             "participants: pass the training cohort")
+        return refit_fold(run, fold, training, cohort, rows), None
+    model = fold_model(run, fold, training if training is not None else cohort, build)
+    scaler = fold_scaler(run, fold)
+    dataset = CohortDataset(cohort, rows, from_dict(GraphConfig, config["graph"]), scaler,
+                            frozenset(model.modalities))
+    pred = predict(model, dataset, train_cfg or TrainConfig())
+    if not np.array_equal(pred.rows, rows):
+        raise RuntimeError(f"{_fold_dir(run, fold)}: predictions came back in another order than the rows asked for")
+    return scaler.inverse(pred.scaled), pred.gate
 
 
 def fold_histories(run_path: Path) -> dict[str, pd.DataFrame]:
@@ -191,7 +338,13 @@ def fold_mean(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return table
 
 
-def read_predictions(path: Path) -> pd.DataFrame:
+def read_predictions(run: RunResult | Path | str | pd.DataFrame) -> pd.DataFrame:
+    """A predictions table (participant_id, fold and session as text): of a run (its folder or
+    result), a predictions file, or a table given as it is."""
+    if isinstance(run, pd.DataFrame):
+        return run
+    path = _path(run)
+    path = path / "predictions.tsv" if path.is_dir() else path
     return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "fold": str, "session": str})
 
 

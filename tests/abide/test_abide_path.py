@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from amage_core import abide
+from amage_core import workflow as wf
 from amage_core.config import load_profile, replace
 
 pytestmark = pytest.mark.shared
@@ -81,13 +82,8 @@ def test_site_folds_never_share_a_site_and_autism_is_never_trained_on(tiny, ridg
 
 def reproduce(prof, data, result, model):
     """The held-out prediction path applied to the controls themselves must give the run's predictions."""
-    from amage_core.config import replace
-
     as_targets = abide.AbideData(data.name, data.cohort, data.controls, data.controls)
-    model_cfg = None if model.startswith("ridge") else replace(prof.model, variant=model,
-                                                               **abide.MODEL_OVERRIDES.get(model, {}))
-    again = abide.predict_held_out(result.run.path, model, as_targets, result.folds, prof.train,
-                                   model_cfg, prof.graph).set_index("participant_id")
+    again = abide.predict_held_out(result.run, as_targets, result.folds, prof.train).set_index("participant_id")
     run = result.run.predictions.set_index("participant_id").loc[again.index]
     return again, run
 
@@ -115,15 +111,33 @@ def test_tiny_fusion_run_with_the_table_encoder(tiny):
 
 
 def test_benchmark_writes_each_models_figures(tiny, ridge, monkeypatch, tmp_path):
+    from amage_core.bench.abide import abide_benchmark
+
     prof, data = tiny
     monkeypatch.setattr(abide, "MODELS", {"abide-males": {"ridge-fc": "ridge (FC)"}})
     # the demo profile names its own multimodal models; this benchmark runs the patched list
     prof = replace(prof, book={"chapter_parameters": {"11_abide": {"multimodal_models": None}}})
     out = tmp_path / "abide.json"
-    result = abide.abide_benchmark(prof, out)
+    result = abide_benchmark(prof, out)
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     entry = result["cohorts"]["abide-males"]["models"]["ridge-fc"]
     assert entry["mae"] == pytest.approx(ridge.run.metrics["uncorrected"]["pooled"]["mae"])
     assert entry["seconds"] == ridge.seconds and entry["reused"]
     assert entry["autism_gap_d_ci"][0] <= entry["autism_gap_d"] <= entry["autism_gap_d_ci"][1]
     assert result["cohorts"]["abide-males"]["n_sites"] == 3
+
+
+def test_the_runs_are_the_workflows_own(tiny, ridge):
+    """ABIDE goes through ``workflow.run`` like every cohort: the controls, sites held out."""
+    prof, data = tiny
+    assert ridge.run.path.parent == wf.workdir(prof) / "runs"
+    assert ridge.run.path.name.startswith("abide-males-dxcontrol-bysite-ridge-fc-")
+    same = wf.run(prof, "abide-males", "ridge-fc", train={"folds": 3}, where=abide.CONTROLS,
+                  hold_out="site", progress=False)
+    assert same.reused and same.path == ridge.run.path
+    imposed = pd.read_csv(ridge.run.path / "folds.tsv", sep="\t", dtype=str)
+    expected = ridge.folds[["participant_id", "fold"]].astype(str)
+    pd.testing.assert_frame_equal(imposed, expected.reset_index(drop=True))
+    # a run without held-out sites is another run (another folder), not this one
+    plain = wf.run(prof, "abide-males", "ridge-fc", train={"folds": 3}, where=abide.CONTROLS, progress=False)
+    assert plain.path != ridge.run.path

@@ -62,7 +62,7 @@ def test_group_gap_figure_has_one_box_pair_per_model():
 
 
 def test_describe_gaps_sorts_models_by_the_sign_of_their_interval():
-    from amage_core.abide import describe_gaps
+    from amage_core.report import describe_gaps
 
     gaps = pd.DataFrame({"cohens_d": [-0.3, 0.05, 0.4], "d_ci_low": [-0.45, -0.1, 0.2],
                          "d_ci_high": [-0.15, 0.2, 0.6]}, index=["A", "B", "C"])

@@ -9,6 +9,7 @@ import pytest
 
 from amage_core import abide
 from amage_core import workflow as wf
+from amage_core.bench.abide import abide_benchmark
 from amage_core.config import ConfigError, CohortConfig, PrepConfig, load_profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +52,7 @@ def test_absent_data_is_skipped_with_a_reason(tmp_path):
     data, message = abide.load_all(missing)
     assert data is None and message == status.message
     out = tmp_path / "bench" / "abide.json"
-    result = abide.abide_benchmark(missing, out)
+    result = abide_benchmark(missing, out)
     assert result["available"] is False and json.loads(out.read_text())["available"] is False
 
 

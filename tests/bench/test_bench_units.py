@@ -276,3 +276,12 @@ def test_gpu_section_is_skipped_with_a_note_without_cuda():
     skipped = gpu(QUICK, "cuda")
     assert skipped["available"] is False and "is_available() is False" in skipped["note"]
     assert cuda_step({}, {}) == {"available": False}
+
+
+def test_abide_section_runs_the_bench_module(tmp_path):
+    from amage_core.bench import suite
+
+    prof = load_profile("demo", {"cohorts": {"abide": {"root": str(tmp_path / "nowhere")}}})
+    assert suite.abide(prof, tmp_path / "a.json", quick=True) == {"skipped": "not run with --quick"}
+    result = suite.abide(prof, tmp_path / "a.json", quick=False)     # no data: the reason, in the file too
+    assert result["available"] is False and "nowhere" in result["reason"] and (tmp_path / "a.json").is_file()
