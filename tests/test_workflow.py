@@ -31,6 +31,7 @@ def _profile(root):
 @pytest.mark.slow
 def test_transfer_reuses_every_fit_of_the_cross_validation(tmp_path, monkeypatch):
     from amage_core.train import loop
+    from amage_core.train.rundir import fold_fit
 
     profile = _profile(tmp_path)
     within = wf.run(profile, "c", "amagenet", progress=False)      # branches, blend runs, fusion
@@ -51,8 +52,8 @@ def test_transfer_reuses_every_fit_of_the_cross_validation(tmp_path, monkeypatch
     np.testing.assert_allclose(transfer.predictions["predicted_age"],
                                (folds[0]["predicted_age"] + folds[1]["predicted_age"]) / 2)
     for k in (0, 1):        # the fusion stage of each fold kept the epochs the cross-validation chose
-        assert "w_fmri" in pd.read_json(within.path / f"fold-{k}" / "fit.json", typ="series")["late_fusion"]
-        chosen = [pd.read_json(r.path / f"fold-{k}" / "fit.json", typ="series")["fusion_epochs"]["epochs"]
+        assert "w_fmri" in fold_fit(within, k)["late_fusion"]
+        chosen = [fold_fit(r, k)["fusion_epochs"]["epochs"]
                   for r in (within, transfer)]
         assert chosen[0] == chosen[1]
 
