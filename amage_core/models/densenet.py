@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from amage_core.config import DenseNetConfig
 from amage_core.models.spec import Encoding
-from amage_core.models.tokens import GridTokens, trunk_output
+from amage_core.models.tokens import GridTokens, MaxPool3d, trunk_output
 
 MIN_PAPER_STEM_GRID = 8
 
@@ -30,12 +30,16 @@ def densenet_trunk(cfg: DenseNetConfig) -> nn.Sequential:
     """MONAI 3D DenseNet ``features``: (B, 1, D, H, W) -> (B, C, d, h, w).
 
     ``cfg.stem="small"`` replaces MONAI's stem convolution (7^3, stride 2) by a 3^3 stride-1 one,
-    keeping its BatchNorm, ReLU and max-pool: the stem halves the grid instead of quartering it."""
+    keeping its BatchNorm, ReLU and max-pool: the stem halves the grid instead of quartering it.
+    The stem's max-pool is :class:`~amage_core.models.tokens.MaxPool3d` (the same values, faster
+    on the CPU)."""
     net = DenseNet(
         spatial_dims=3, in_channels=1, out_channels=1, init_features=cfg.init_features,
         growth_rate=cfg.growth_rate, block_config=cfg.block_config, bn_size=cfg.bn_size,
         dropout_prob=cfg.dropout,
     )
+    pool = net.features.pool0
+    net.features.pool0 = MaxPool3d(pool.kernel_size, stride=pool.stride, padding=pool.padding)
     if cfg.stem == "small":
         net.features.conv0 = nn.Conv3d(1, cfg.init_features, kernel_size=3, stride=1, padding=1, bias=False)
     return net.features

@@ -2,7 +2,7 @@
 networks") trunk -> spatial tokens + pooled embedding.
 
 SFCN's blocks: Conv3d 3x3x3 -> BatchNorm -> MaxPool 2 -> ReLU for every block but the last, which is
-Conv3d 1x1x1 -> BatchNorm -> ReLU. The paper's channels are (32, 64, 128, 256, 256, 64) on a
+Conv3d 1x1x1 -> BatchNorm -> ReLU (max-pools: :class:`~amage_core.models.tokens.MaxPool3d`). The paper's channels are (32, 64, 128, 256, 256, 64) on a
 160x192x160 grid; its soft-classification head (age bins) is replaced here by tokens + a regression
 head, as for the DenseNet branch.
 """
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from amage_core.config import SFCNConfig
 from amage_core.models.spec import Encoding
-from amage_core.models.tokens import GridTokens, trunk_output
+from amage_core.models.tokens import GridTokens, MaxPool3d, trunk_output
 
 POOL = 2          # SFCN's max-pool kernel and stride
 KERNEL = 3        # SFCN's convolution kernel in every block but the last (1x1x1)
@@ -35,7 +35,7 @@ def sfcn_trunk(cfg: SFCNConfig) -> nn.Sequential:
             ("norm", nn.BatchNorm3d(out_ch)),
         ]
         if not last:
-            layers.append(("pool", nn.MaxPool3d(POOL, stride=POOL)))
+            layers.append(("pool", MaxPool3d(POOL, stride=POOL)))
         layers.append(("relu", nn.ReLU(inplace=True)))
         blocks.append((f"block{i + 1}", nn.Sequential(OrderedDict(layers))))
         in_ch = out_ch

@@ -24,6 +24,20 @@ def trunk_output(build: Callable[[], nn.Module], t1_shape: tuple[int, int, int])
     return out.shape[1], grid
 
 
+class MaxPool3d(nn.MaxPool3d):
+    """``nn.MaxPool3d`` that pools in channels-last memory on the CPU when no gradient is needed
+    (evaluation, prediction, encoding, attribution baselines) and returns a contiguous tensor.
+    PyTorch's channels-first CPU forward kernel is about 5x slower: the demo DenseNet's forward
+    pass takes 17 ms instead of 29 for 16 volumes. A maximum has no rounding, so the values are the
+    same. With a gradient (its backward is slower in channels-last) and elsewhere (CUDA) it is
+    ``nn.MaxPool3d``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu" or x.dim() != 5 or (torch.is_grad_enabled() and x.requires_grad):
+            return super().forward(x)
+        return super().forward(x.contiguous(memory_format=torch.channels_last_3d)).contiguous()
+
+
 class GridTokens(nn.Module):
     """One token per cell of the feature map (a linear projection of its channels)."""
 

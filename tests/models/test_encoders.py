@@ -12,6 +12,7 @@ from amage_core.models.densenet import DenseNetEncoder
 from amage_core.models.gat import GraphEncoder, network_membership
 from amage_core.models.sfcn import SFCNEncoder
 from amage_core.models.table import TableEncoder
+from amage_core.models.tokens import MaxPool3d
 
 from amage_core.models.testing import (
     TINY_NETWORKS as NETWORKS,
@@ -136,6 +137,30 @@ def test_checkpointing_gives_the_same_values_and_gradients():
         grads.append((out.detach(), encoder.features.conv0.weight.grad.clone()))
     torch.testing.assert_close(grads[0][0], grads[1][0])
     torch.testing.assert_close(grads[0][1], grads[1][1])
+
+
+def test_channels_last_max_pool_gives_nn_max_pool_values_and_gradients():
+    torch.manual_seed(0)
+    # ReLU'd feature maps: many tied zeros, as the pools meet them in the trunks
+    x = torch.relu(torch.randn(2, 3, 7, 9, 8))
+    ours, theirs = MaxPool3d(3, stride=2, padding=1), torch.nn.MaxPool3d(3, stride=2, padding=1)
+    with torch.no_grad():
+        fast = ours(x)
+    assert fast.is_contiguous()
+    assert torch.equal(fast, theirs(x))
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    weights = torch.randn_like(fast)
+    (ours(a) * weights).sum().backward()
+    (theirs(b) * weights).sum().backward()
+    assert torch.equal(a.grad, b.grad)
+
+
+def test_image_trunks_pool_with_the_fast_max_pool():
+    densenet = DenseNetEncoder(DenseNetConfig(), T1_SHAPE)
+    sfcn = SFCNEncoder(SFCNConfig(channels=(4, 8, 8)), T1_SHAPE)
+    assert isinstance(densenet.features.pool0, MaxPool3d)
+    pools = [m for m in sfcn.modules() if isinstance(m, torch.nn.MaxPool3d)]
+    assert pools and all(isinstance(m, MaxPool3d) for m in pools)
 
 
 def test_sfcn_blocks_follow_peng_et_al():
