@@ -97,10 +97,6 @@ FULL = BenchSettings(
 )
 
 
-def settings(quick: bool) -> BenchSettings:
-    return QUICK if quick else FULL
-
-
 def accuracy_profile(base: Profile, s: BenchSettings, workdir: str | None = None) -> Profile:
     """``base`` with its camcan and oasis3 cohorts resized (and the quick sizes when ``s`` is quick)."""
     if "camcan" not in base.cohorts or "oasis3" not in base.cohorts:
