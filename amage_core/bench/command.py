@@ -43,11 +43,12 @@ def run(args: argparse.Namespace) -> int:
     if page is not None and str(page) == "none":
         page = None
     if args.render:
-        md = write(read_json(args.out), args.out, page, results_too=False)
-        print(f"wrote {md}" + (f" (and {page})" if page else ""))
-        return 0
-    results = run_benchmark(args.profile, args.out, quick=args.quick, device=args.device, workdir=args.workdir,
-                            only=args.only, models=args.models, progress=not args.no_progress, book_dir=args.book_dir)
-    md = write(results, args.out, page)
-    print(f"wrote {args.out} and {md}" + (f" (and {page})" if page else ""))
+        results = read_json(args.out)
+    else:
+        results = run_benchmark(args.profile, args.out, quick=args.quick, device=args.device, workdir=args.workdir,
+                                only=args.only, models=args.models, progress=not args.no_progress,
+                                book_dir=args.book_dir)
+    md = write(results, args.out, page, results_too=not args.render)
+    wrote = md if args.render else f"{args.out} and {md}"
+    print(f"wrote {wrote}" + (f" (and {page})" if page else ""))
     return 0

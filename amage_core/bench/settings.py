@@ -36,7 +36,7 @@ class StepSize:
 
 @dataclass
 class BenchSettings:
-    """Sizes of every measurement; :func:`settings` gives the quick and the full set."""
+    """Sizes of every measurement: :data:`QUICK` or :data:`FULL`."""
 
     mode: str
     # accuracy: cohorts of the profile resized, training shortened where needed

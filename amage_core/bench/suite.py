@@ -35,9 +35,8 @@ def machine() -> dict[str, Any]:
     import torch
 
     cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in
-             (cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines() if cpuinfo.is_file() else [])
-             if line.lower().startswith("model name")]
+    text = cpuinfo.read_text(encoding="utf-8", errors="replace") if cpuinfo.is_file() else ""
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.lower().startswith("model name")]
     gpu = None
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)

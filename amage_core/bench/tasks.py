@@ -1,17 +1,7 @@
-"""What the measured processes run (:func:`amage_core.bench.measure.measured`), by name in :data:`TASKS`.
-
-- ``synth``: cohort generation, participants per minute, after an untimed warm-up (worker processes
-  started, templates loaded), so the rate is the steady state;
-- ``prep``: one preparation (``prepare_cohort``) from a synthetic BIDS folder;
-- ``pipeline``: the T1 training input pipeline: the prepared cohort through ``CohortDataset`` + PyG
-  ``DataLoader``, against MONAI ``LoadImaged`` + ``Dataset`` re-reading the fMRIPrep T1w NIfTI files
-  and against MONAI ``CacheDataset`` (same transforms, cached);
-- ``epochs``: one training epoch over every participant of each prepared cohort, the graph building
-  timed apart;
-- ``step``: training steps (forward, MSE, backward, Adam) of one model size on synthetic inputs of the
-  right shapes (``models.testing.random_batch``), after warm-up steps; ``cuda_step``: the same on the
-  GPU, fp32 and bf16 autocast, with peak GPU memory.
-"""
+"""What the measured processes run (:func:`amage_core.bench.measure.measured`), by name in :data:`TASKS`:
+cohort generation (``synth``), preparation (``prep``), the T1 input pipeline against MONAI's
+(``pipeline``), one training epoch per cohort (``epochs``) and training steps on the CPU (``step``)
+and the GPU (``cuda_step``). Each returns its figures as a dict that JSON can hold."""
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +17,9 @@ from amage_core.config import GraphConfig, ModelConfig, PrepConfig, SynthConfig,
 
 
 def synth(jobs: list[dict[str, Any]], warmup: dict[str, Any]) -> dict[str, Any]:
-    """Generate each job's cohort (``cfg``: SynthConfig fields, ``out``, ``n_jobs``, ``label``);
-    ``warmup`` (same fields) is generated first, untimed, once per ``n_jobs``, then removed."""
+    """Participants per minute generating each job's cohort (``cfg``: SynthConfig fields, ``out``,
+    ``n_jobs``, ``label``). ``warmup`` (same fields) is generated first, untimed, once per ``n_jobs``
+    (worker processes started, templates loaded), then removed: the rates are the steady state."""
     from amage_core.synth import generate_cohort
 
     t0 = time.perf_counter()
@@ -85,10 +76,11 @@ def _rate(loader, epochs: int) -> tuple[float, list[float]]:
 
 
 def pipeline(cohort: str, synth_root: str, epochs: int, batch_size: int) -> dict[str, Any]:
-    """Samples/s of the three T1 input pipelines over the same participants (module docstring). The
-    MONAI ones load each ``*_desc-preproc_T1w.nii.gz``, put the channel first, scale intensities by
-    robust percentiles and resize to the prepared grid: the work the prepared cohort did once.
-    ``CacheDataset``'s first pass fills the cache; its rate is that of the later passes."""
+    """Samples/s of three T1 input pipelines over the same participants: the prepared ``cohort``
+    through ``CohortDataset`` + PyG ``DataLoader``; MONAI ``LoadImaged`` + ``Dataset`` re-reading
+    each fMRIPrep ``*_desc-preproc_T1w.nii.gz`` of ``synth_root`` (channel first, intensities scaled
+    by robust percentiles, resized to the prepared grid: the work the prepared cohort did once); the
+    same in a MONAI ``CacheDataset``, whose rate is that of the passes after the one that fills it."""
     from monai.data import CacheDataset, DataLoader as MonaiLoader, Dataset
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Resized, ScaleIntensityRangePercentilesd
     from torch_geometric.loader import DataLoader
@@ -134,7 +126,8 @@ def _train_step(net, batch, optimizer, autocast=contextlib.nullcontext) -> None:
 
 def epochs(cohorts: dict[str, str], model: dict[str, Any], graph: dict[str, Any], batch_size: int,
            seed: int = 0) -> dict[str, Any]:
-    """One training epoch of ``model`` over all of each prepared cohort (label -> folder), in turn."""
+    """One training epoch of ``model`` over all of each prepared cohort (label -> folder), in turn,
+    after an untimed warm-up step; building the graphs (``CohortDataset``) is timed apart."""
     import torch
     from torch_geometric.loader import DataLoader
 
@@ -165,8 +158,9 @@ def epochs(cohorts: dict[str, str], model: dict[str, Any], graph: dict[str, Any]
 
 def _timed_steps(step: dict[str, Any], model: dict[str, Any], seed: int, device: str = "cpu",
                  autocast=contextlib.nullcontext) -> tuple[Any, dict[str, Any]]:
-    """Build ``model`` (ModelConfig fields) and a random batch of ``step``'s sizes on ``device``, run
-    ``step["warmup"]`` untimed then ``step["steps"]`` timed training steps: (the model, figures)."""
+    """Build ``model`` (ModelConfig fields) and a random batch of ``step``'s sizes
+    (``models.testing.random_batch``) on ``device``; run ``step["warmup"]`` untimed, then
+    ``step["steps"]`` timed training steps (forward, MSE, backward, Adam): (the model, figures)."""
     import torch
 
     from amage_core.models import InputSpec, build_model
