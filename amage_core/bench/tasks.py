@@ -157,13 +157,14 @@ def epochs(cohorts: dict[str, str], model: dict[str, Any], graph: dict[str, Any]
 
 
 def _timed_steps(step: dict[str, Any], model: dict[str, Any], seed: int, device: str = "cpu",
-                 autocast=contextlib.nullcontext) -> tuple[Any, dict[str, Any]]:
+                 autocast=contextlib.nullcontext) -> dict[str, Any]:
     """Build ``model`` (ModelConfig fields) and a random batch of ``step``'s sizes
     (``models.testing.random_batch``) on ``device``; run ``step["warmup"]`` untimed, then
-    ``step["steps"]`` timed training steps (forward, MSE, backward, Adam): (the model, figures)."""
+    ``step["steps"]`` timed training steps (forward, MSE, backward, Adam). The model and the batch
+    are freed on return, so the next measurement's peak GPU memory does not hold them."""
     import torch
 
-    from amage_core.models import InputSpec, build_model
+    from amage_core.models import InputSpec, build_model, count_parameters
     from amage_core.models.testing import random_batch
 
     torch.manual_seed(seed)
@@ -187,18 +188,15 @@ def _timed_steps(step: dict[str, Any], model: dict[str, Any], seed: int, device:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     per_step = statistics.median(times[step["warmup"]:])
-    return net, {"seconds_per_step": per_step, "samples_per_s": step["batch_size"] / per_step,
-                 "step_seconds": times[step["warmup"]:]}
+    return {"seconds_per_step": per_step, "samples_per_s": step["batch_size"] / per_step,
+            "step_seconds": times[step["warmup"]:], "parameters": int(count_parameters(net)["total"])}
 
 
 def step(step: dict[str, Any], model: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """Seconds per training step and samples/s of ``model`` (ModelConfig fields) on CPU."""
     import torch
 
-    from amage_core.models import count_parameters
-
-    net, out = _timed_steps(step, model, seed)
-    return {**out, "parameters": int(count_parameters(net)["total"]), "threads": torch.get_num_threads()}
+    return {**_timed_steps(step, model, seed), "threads": torch.get_num_threads()}
 
 
 def cuda_step(step: dict[str, Any], model: dict[str, Any], seed: int = 0) -> dict[str, Any]:
@@ -212,7 +210,7 @@ def cuda_step(step: dict[str, Any], model: dict[str, Any], seed: int = 0) -> dic
     bf16 = lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)    # noqa: E731
     for name, autocast in (("fp32", contextlib.nullcontext), ("bf16", bf16)):
         try:
-            _, r = _timed_steps(step, model, seed, "cuda", autocast)
+            r = _timed_steps(step, model, seed, "cuda", autocast)
         except torch.cuda.OutOfMemoryError as exc:
             out[name] = {"error": f"out of memory: {exc}"[:300]}
         else:
