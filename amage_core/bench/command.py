@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-BOOK_PAGE = Path(__file__).resolve().parents[2] / "book" / "benchmarks" / "latest.md"
+from amage_core.book import BOOK_DIR
+
+BOOK_PAGE = BOOK_DIR / "benchmarks" / "latest.md"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,36 +26,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: every deep model and baseline; amagenet is always among them)")
     parser.add_argument("--book-page", type=Path, default=None,
                         help="also write the Markdown here (full runs default to book/benchmarks/latest.md; 'none': nowhere)")
-    parser.add_argument("--book-dir", type=Path, default=BOOK_PAGE.parents[1],
+    parser.add_argument("--book-dir", type=Path, default=BOOK_DIR,
                         help="book folder whose chapters/_timings.json gives the demo book's time (default: book/)")
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: re-write FILE.md (and the book's page) from an existing FILE.json")
-    parser.add_argument("--keep-scratch", action="store_true", help="keep the scratch cohorts of the speed section")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     from amage_core.bench.suite import run_benchmark, write
+    from amage_core.io import read_json
 
     if args.out.suffix != ".json":
         raise ValueError(f"--out must name a .json file, got {args.out}")
     page = args.book_page if args.book_page is not None else (None if args.quick else BOOK_PAGE)
     if page is not None and str(page) == "none":
         page = None
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
     if args.render:
-        from amage_core.io import read_json
-
-        md = write(read_json(args.out), args.out, page, results_too=False)
-        print(f"wrote {md}" + (f" (and {page})" if page else ""))
-        return 0
-    results = run_benchmark(args.profile, args.out, quick=args.quick, device=args.device, workdir=args.workdir,
-                            only=args.only, models=args.models, keep_scratch=args.keep_scratch,
-                            progress=not args.no_progress,
-                            book_dir=args.book_dir, log=log)
-    md = write(results, args.out, page)
-    print(f"wrote {args.out} and {md}" + (f" (and {page})" if page else ""))
+        results = read_json(args.out)
+    else:
+        results = run_benchmark(args.profile, args.out, quick=args.quick, device=args.device, workdir=args.workdir,
+                                only=args.only, models=args.models, progress=not args.no_progress,
+                                book_dir=args.book_dir)
+    md = write(results, args.out, page, results_too=not args.render)
+    wrote = md if args.render else f"{args.out} and {md}"
+    print(f"wrote {wrote}" + (f" (and {page})" if page else ""))
     return 0

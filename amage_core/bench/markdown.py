@@ -3,13 +3,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from amage_core.bench.machine import describe
 from amage_core.bench.settings import BASELINE_MODELS, DEEP_MODELS
 
 LABELS = {"synth": "cohort generation", "prep_tsv": "preparation, XCP-D TSV path",
           "prep_nifti": "preparation, NIfTI masker path", "input_pipeline": "T1 input pipeline (prepared cohort)",
           "input_pipeline_vs_cache": "T1 input pipeline (prepared cohort)",
           "train_step_demo": "training step, demo sizes (CPU)", "train_step_paper": "training step, paper sizes (CPU)"}
+
+
+def describe(m: dict[str, Any]) -> str:
+    """One line naming the machine, for tables and the README."""
+    gpu = f", GPU {m['gpu']['name']}" if m.get("gpu") else ", no GPU"
+    load = m.get("load_average_start")
+    busy = f"; load average at the start {load[0]:g} (1 min)" if load else ""
+    return (f"{m['cpu']}, {m['cores_usable']} usable cores ({m['cores_logical']} logical), "
+            f"{m['ram_gb']:g} GB RAM{gpu}, {m['torch_threads']} torch threads{busy}")
 
 
 def _ordered(items: dict[str, Any], order) -> list[tuple[str, Any]]:
@@ -54,17 +62,13 @@ METRIC_HEADER = ["model", "seeds", "MAE over seeds (mean ± SD)", "MAE", "RMSE",
                  "floor", "MAE / floor", "time"]
 
 
-def _seed_mae(m: dict[str, Any]) -> str:
-    if m.get("mae_seed_sd") is None:
-        return "n/a"
-    return f"{_num(m['mae_seed_mean'])} ± {_num(m['mae_seed_sd'])}"
-
-
-def _metric_rows(models: dict[str, dict]) -> list[list[Any]]:
-    return [[name, m.get("seeds", 1), _seed_mae(m), _num(m["mae"]), _num(m["rmse"]), _num(m["r2"]), _num(m["r"]),
-             _num(m.get("gap_age_r")), _num(m.get("floor_mae")),
-             f"{_num(m.get('ratio_to_floor'))}x" if m.get("ratio_to_floor") else "n/a",
-             _time(m)] for name, m in _ordered(models, DEEP_MODELS + BASELINE_MODELS)]
+def _metric_table(models: dict[str, dict]) -> list[str]:
+    return _table(METRIC_HEADER, [
+        [name, m.get("seeds", 1),
+         "n/a" if m.get("mae_seed_sd") is None else f"{_num(m['mae_seed_mean'])} ± {_num(m['mae_seed_sd'])}",
+         *(_num(m.get(k)) for k in ("mae", "rmse", "r2", "r", "gap_age_r", "floor_mae")),
+         f"{_num(m.get('ratio_to_floor'))}x" if m.get("ratio_to_floor") else "n/a", _time(m)]
+        for name, m in _ordered(models, DEEP_MODELS + BASELINE_MODELS)])
 
 
 def _bounds_line(a: dict[str, Any]) -> str:
@@ -91,7 +95,7 @@ def accuracy(a: dict[str, Any]) -> list[str]:
            "Accuracy of the uncorrected predictions; all models on the same folds. A deep model is trained "
            "with several seeds: MAE and the columns after it are those of the seed ensemble (each "
            "participant's predictions averaged over seeds); the verdicts compare means over seeds.", ""]
-    out += _table(METRIC_HEADER, _metric_rows(a["models"]))
+    out += _metric_table(a["models"])
     out += [_bounds_line(a), ""]
     v = a["verdict"]
     out += [f"- AMAge-Net within 25% of the multimodal floor MAE: {_num(v['within_25pct_of_floor'])} "
@@ -108,7 +112,7 @@ def accuracy(a: dict[str, Any]) -> list[str]:
     out += [f"Transfer: the camcan-like cross-validation's fold models (their mean), tested on every oasis3-like one "
             f"(n={a['n_included']['oasis3']}; floor MAE both {_num(tr.get('floor_mae'))}, oracle, unreachable, "
             f"{_num(tr.get('oracle_mae'))}).", ""]
-    out += _table(METRIC_HEADER, _metric_rows(tr["models"]))
+    out += _metric_table(tr["models"])
     return out
 
 

@@ -36,7 +36,7 @@ class StepSize:
 
 @dataclass
 class BenchSettings:
-    """Sizes of every measurement; :func:`settings` gives the quick and the full set."""
+    """Sizes of every measurement: :data:`QUICK` or :data:`FULL`."""
 
     mode: str
     # accuracy: cohorts of the profile resized, training shortened where needed
@@ -95,10 +95,6 @@ FULL = BenchSettings(
     cuda_step=StepSize("paper", (128, 128, 128), 300, 13, batch_size=8, warmup=3, steps=10, profile="paper",
                        note="the paper profile: DenseNet121 on 128^3, batch 8"),
 )
-
-
-def settings(quick: bool) -> BenchSettings:
-    return QUICK if quick else FULL
 
 
 def accuracy_profile(base: Profile, s: BenchSettings, workdir: str | None = None) -> Profile:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from amage_core.bench import machine, markdown
+from amage_core.bench import markdown, suite
 from amage_core.bench.accuracy import verdict
 from amage_core.bench.settings import FULL, QUICK, accuracy_profile
 from amage_core.bench.speed import entry, step_model
@@ -104,32 +104,32 @@ def test_step_models_come_from_their_profiles():
 def test_book_timings(tmp_path):
     from amage_core.book import ChapterResult, find_chapters, record_timings
 
-    missing = machine.book_timings(tmp_path)
+    missing = suite.book_timings(tmp_path)
     assert missing["demo_seconds"] is None and "make book" in missing["note"]
     out = tmp_path / "chapters"
     first, second = (nb.stem for nb in find_chapters()[:2])
     record_timings(out, "demo", [ChapterResult(second, 30.0, False), ChapterResult(first, 1.5, False),
                                  ChapterResult("00_removed_since", 99.0, False)])
-    partial = machine.book_timings(tmp_path)
+    partial = suite.book_timings(tmp_path)
     assert partial["demo_seconds"] == 31.5 and list(partial["chapters"]) == [first, second]
     assert partial["whole_run"] is False and "sum of each chapter" in partial["note"]
-    assert machine.book_timings(tmp_path, profile="paper")["demo_seconds"] is None   # kept per profile
+    assert suite.book_timings(tmp_path, profile="paper")["demo_seconds"] is None   # kept per profile
     every = [ChapterResult(nb.stem, 10.0, False) for nb in find_chapters()]
     record_timings(out, "demo", every, html_seconds=20.0)
-    whole = machine.book_timings(tmp_path)
+    whole = suite.book_timings(tmp_path)
     assert whole["whole_run"] is True and whole["demo_seconds"] == 10.0 * len(every) + 20.0
     assert whole["within_aim"] is (whole["demo_seconds"] <= whole["aim_seconds"])
     # a later run that reuses every chapter keeps the chapters' times but measures nothing whole
     record_timings(out, "demo", [ChapterResult(nb.stem, 0.0, True) for nb in find_chapters()], html_seconds=5.0)
-    again = machine.book_timings(tmp_path)
+    again = suite.book_timings(tmp_path)
     assert again["whole_run"] is False and again["demo_seconds"] == 10.0 * len(every)
 
 
 def test_machine_names_cpu_cores_and_memory():
-    m = machine.machine()
+    m = suite.machine()
     assert m["cores_usable"] >= 1 and m["ram_gb"] > 0 and m["cpu"]
-    assert "usable cores" in machine.describe(m)
-    assert machine.git_state().keys() == {"commit", "dirty"}
+    assert "usable cores" in markdown.describe(m)
+    assert suite.git_state().keys() == {"commit", "dirty"}
 
 
 def _fake_results() -> dict:
@@ -137,7 +137,7 @@ def _fake_results() -> dict:
              "seconds": 12.0, "reused": False}
     return {
         "mode": "quick", "device": "cpu", "created": "2026-01-01T00:00:00+00:00", "elapsed_seconds": 10,
-        "machine": machine.machine(), "git": {"commit": "abc", "dirty": True},
+        "machine": suite.machine(), "git": {"commit": "abc", "dirty": True},
         "accuracy": {"models": {"amagenet": model, "ridge-fc": {**model, "mae": 6.0}},
                      "oracle_mae_by_modality": {"both": 2.4, "smri": 2.6, "fmri": 4.0}, "oracle_mae": 2.4,
                      "floor_mae_by_modality": {"both": 2.5, "smri": 2.6, "fmri": 5.9}, "floor_mae": 2.5,
@@ -205,11 +205,11 @@ def test_unknown_model_is_refused_before_anything_runs(tmp_path):
 
 
 def test_worker_refuses_unknown_tasks(tmp_path):
-    from amage_core.bench import worker
+    from amage_core.bench import measure
 
     (tmp_path / "a.json").write_text("{}")
     with pytest.raises(SystemExit, match="unknown benchmark task"):
-        worker.main(["nope", str(tmp_path / "a.json"), str(tmp_path / "r.json")])
+        measure.main(["nope", str(tmp_path / "a.json"), str(tmp_path / "r.json")])
 
 
 def test_profile_errors_name_the_profile():
@@ -268,7 +268,7 @@ def test_gpu_section_is_skipped_with_a_note_without_cuda():
     import torch
 
     from amage_core.bench.speed import gpu
-    from amage_core.bench.train_tasks import cuda_step
+    from amage_core.bench.tasks import cuda_step
 
     assert "not requested" in gpu(QUICK, "cpu")["note"]
     if torch.cuda.is_available():
@@ -279,9 +279,16 @@ def test_gpu_section_is_skipped_with_a_note_without_cuda():
 
 
 def test_abide_section_runs_the_bench_module(tmp_path):
-    from amage_core.bench import suite
+    import yaml
 
-    prof = load_profile("demo", {"cohorts": {"abide": {"root": str(tmp_path / "nowhere")}}})
-    assert suite.abide(prof, tmp_path / "a.json", quick=True) == {"skipped": "not run with --quick"}
-    result = suite.abide(prof, tmp_path / "a.json", quick=False)     # no data: the reason, in the file too
-    assert result["available"] is False and "nowhere" in result["reason"] and (tmp_path / "a.json").is_file()
+    from amage_core.bench.suite import run_benchmark
+    from amage_core.config import PROFILE_DIR, read_yaml
+
+    data = read_yaml((PROFILE_DIR / "demo.yml").read_text())
+    data.setdefault("cohorts", {}).setdefault("abide", {})["root"] = str(tmp_path / "nowhere")
+    (tmp_path / "p.yml").write_text(yaml.safe_dump(data))
+    out, work = tmp_path / "r.json", str(tmp_path / "work")
+    quick = run_benchmark(str(tmp_path / "p.yml"), out, quick=True, only=["abide"], workdir=work)
+    assert quick["abide"] == {"skipped": "not run with --quick"}
+    result = run_benchmark(str(tmp_path / "p.yml"), out, only=["abide"], workdir=work)["abide"]   # no data: the reason, in its file too
+    assert result["available"] is False and "nowhere" in result["reason"] and (tmp_path / "r_abide.json").is_file()
