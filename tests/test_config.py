@@ -85,7 +85,7 @@ def test_runtime_section_sets_the_runtime_fields_of_train_and_prep(tmp_path):
 
 
 @pytest.mark.parametrize("name, train, prep", [
-    ("demo", {"fold_workers": 3, "cpu_threads": 1}, {"n_jobs": 2}),
+    ("demo", {"fold_workers": 2, "cpu_threads": 1}, {"n_jobs": 2}),
     ("paper", {"fold_workers": 1, "cpu_threads": 0}, {"n_jobs": 8}),
     ("gpu", {"fold_workers": 1, "cpu_threads": 0}, {"n_jobs": 2}),
 ])
