@@ -289,7 +289,7 @@ class TrainConfig:
     # once in separate processes, and torch threads per fit (0: torch's default, or the cores
     # shared out among fold_workers). Small models gain little from intra-op threads, and threads
     # that outnumber free cores make every step wait (seen here: 10x slower on a busy 2-core
-    # machine), so the demo fits its 3 folds in 3 processes of 1 thread each. Fewer jobs than
+    # machine), so the demo fits its 2 folds in 2 processes of 1 thread each. Fewer jobs than
     # fold_workers (a single cross-cohort fit) share that budget out (parallel.job_threads).
     fold_workers: int = field(default=1, metadata=RUNTIME)
     cpu_threads: int = field(default=0, metadata=RUNTIME)
