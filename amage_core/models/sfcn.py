@@ -2,9 +2,9 @@
 networks") trunk -> spatial tokens + pooled embedding.
 
 SFCN's blocks: Conv3d 3x3x3 -> BatchNorm -> MaxPool 2 -> ReLU for every block but the last, which is
-Conv3d 1x1x1 -> BatchNorm -> ReLU (max-pools: :class:`~amage_core.models.tokens.MaxPool3d`). The paper's channels are (32, 64, 128, 256, 256, 64) on a
-160x192x160 grid; its soft-classification head (age bins) is replaced here by tokens + a regression
-head, as for the DenseNet branch.
+Conv3d 1x1x1 -> BatchNorm -> ReLU (max-pools: :class:`~amage_core.models.tokens.MaxPool3d`). The
+paper's channels are (32, 64, 128, 256, 256, 64) on a 160x192x160 grid; its soft-classification head
+(age bins) is replaced here by tokens + a regression head, as for the DenseNet branch.
 """
 from __future__ import annotations
 
