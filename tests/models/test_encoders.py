@@ -139,18 +139,21 @@ def test_checkpointing_gives_the_same_values_and_gradients():
     torch.testing.assert_close(grads[0][1], grads[1][1])
 
 
-def test_channels_last_max_pool_gives_nn_max_pool_values_and_gradients():
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 2, 1), (2, None, 0), ((3, 2, 3), (2, 1, 2), (1, 0, 1))])
+def test_channels_last_max_pool_gives_nn_max_pool_values_and_gradients(kernel, stride, padding):
     torch.manual_seed(0)
     # ReLU'd feature maps: many tied zeros, as the pools meet them in the trunks
     x = torch.relu(torch.randn(2, 3, 7, 9, 8))
-    ours, theirs = MaxPool3d(3, stride=2, padding=1), torch.nn.MaxPool3d(3, stride=2, padding=1)
+    ours, theirs = MaxPool3d(kernel, stride, padding), torch.nn.MaxPool3d(kernel, stride, padding)
     with torch.no_grad():
         fast = ours(x)
     assert fast.is_contiguous()
     assert torch.equal(fast, theirs(x))
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = ours(a)
+    assert out.is_contiguous() and out.grad_fn is not None
     weights = torch.randn_like(fast)
-    (ours(a) * weights).sum().backward()
+    (out * weights).sum().backward()
     (theirs(b) * weights).sum().backward()
     assert torch.equal(a.grad, b.grad)
 
