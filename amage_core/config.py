@@ -340,7 +340,7 @@ class Profile:
 
     name: str = "demo"
     description: str = ""
-    workdir: str = "data"            # generated cohorts and runs live under here (git-ignored)
+    workdir: str = "data"            # generated cohorts and runs (git-ignored); relative: from the repository root
     cohorts: dict[str, CohortConfig] = field(default_factory=dict)
     prep: PrepConfig = field(default_factory=PrepConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)

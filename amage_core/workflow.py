@@ -32,8 +32,10 @@ def resolve_path(path: str | Path) -> Path:
 
 
 def workdir(profile: str | Profile) -> Path:
-    """Root of everything the profile generates (relative paths are taken from the current folder)."""
-    return Path(_profile(profile).workdir).expanduser().resolve()
+    """Root of everything the profile generates; a relative path is taken from the repository root,
+    as data paths are (:func:`resolve_path`), so a chapter opened in Jupyter, whose current folder
+    is ``chapters/``, uses the same ``data/`` as ``amage book``."""
+    return resolve_path(_profile(profile).workdir).resolve()
 
 
 def product_path(profile: str | Profile, kind: str, label: str, key: Any, suffix: str = "") -> Path:

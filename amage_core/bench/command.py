@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where the accuracy models train; cuda also times the paper profile on the GPU")
     parser.add_argument("--profile", default="demo", help="profile the benchmark derives from (default: demo)")
-    parser.add_argument("--workdir", help="where cohorts and runs go (default: the profile's workdir)")
+    parser.add_argument("--workdir", type=lambda p: str(Path(p).expanduser().resolve()),
+                        help="where cohorts and runs go (default: the profile's workdir)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                         help=f"run only these sections ({', '.join(SECTIONS)})")
     parser.add_argument("--models", nargs="+", metavar="MODEL",

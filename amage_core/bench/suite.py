@@ -105,6 +105,7 @@ def run_benchmark(profile_ref: str, out: Path, quick: bool = False, device: str 
     first when missing, since the verdict is about it)."""
     import torch
 
+    from amage_core import workflow as wf
     from amage_core.bench.abide import abide_benchmark
     from amage_core.bench.accuracy import accuracy
     from amage_core.bench.speed import gpu, speed
@@ -121,7 +122,7 @@ def run_benchmark(profile_ref: str, out: Path, quick: bool = False, device: str 
         raise ValueError(f"unknown section(s) {sorted(chosen - set(SECTIONS))}; choose among {list(SECTIONS)}")
     base = load_profile(profile_ref)
     profile = accuracy_profile(base, s, workdir)
-    root = Path(profile.workdir).expanduser().resolve()
+    root = wf.workdir(profile)
     scratch = root / "bench-scratch" / s.mode
     t0 = time.perf_counter()
     git = git_state()

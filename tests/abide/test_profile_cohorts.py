@@ -35,6 +35,13 @@ def test_resolve_path_is_relative_to_the_repository_not_the_current_folder(tmp_p
     assert wf.resolve_path("~/x") == Path.home() / "x"
 
 
+def test_relative_workdir_is_taken_from_the_repository_like_data_paths(tmp_path, monkeypatch):
+    # a chapter opened in Jupyter runs in chapters/: it must find the book's data/, not make its own
+    monkeypatch.chdir(tmp_path)
+    assert wf.workdir(load_profile("demo")) == (REPO / "data").resolve()
+    assert wf.workdir(load_profile("demo", {"workdir": str(tmp_path / "w")})) == tmp_path / "w"
+
+
 def test_prep_override_is_validated_and_named():
     with pytest.raises(ConfigError, match=r"cohorts\.abide\.prep: unknown key\(s\) \['min_volume'\]"):
         load_profile("demo", {"cohorts": {"abide": {"prep": {"min_volume": 3}}}})
