@@ -105,9 +105,9 @@ def accuracy(a: dict[str, Any]) -> list[str]:
     out += [f"> {n}" for n in v["notes"]] + ([""] if v["notes"] else [])
     if v.get("targets"):
         out += ["Aims of the training work (issue 15):", ""]
-        out += _table(["aim", "measured", "met"],
-                      [[t["target"], t["value"], _num(t["met"]) if t["met"] is not None else "n/a"]
-                       for t in v["targets"]])
+        out += _table(["aim", "measured", "met", "the same between the reachable floors"],
+                      [[t["target"], t["value"], _num(t["met"]) if t["met"] is not None else "n/a",
+                        t.get("at_floor", "")] for t in v["targets"]])
     tr = a["transfer"]
     out += [f"Transfer: the camcan-like cross-validation's fold models (their mean), tested on every oasis3-like one "
             f"(n={a['n_included']['oasis3']}; floor MAE both {_num(tr.get('floor_mae'))}, oracle, unreachable, "

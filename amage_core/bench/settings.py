@@ -16,6 +16,7 @@ DEEP_MODELS = ("amagenet", "released-code", "fmri", "smri", "sfcn")
 BASELINE_MODELS = ("ridge-fc", "brainage-gpr", "stacking")
 TRANSFER_MODELS = ("amagenet", "stacking")
 FLOOR_MARGIN = 0.25             # the aim: AMAge-Net's MAE within 25% of the multimodal floor's
+FUSION_AIM = 0.95               # issue 15: AMAge-Net at least 5% below each single-branch model (MAE ratio)
 
 
 @dataclass

@@ -49,7 +49,7 @@ def _models(**maes):
 
 
 def test_verdict_met():
-    v = verdict(_models(amagenet=3.6, smri=4.0, fmri=6.5, stacking=3.7), {"both": 3.0, "smri": 3.1, "fmri": 6.0})
+    v = verdict(_models(amagenet=3.6, smri=4.0, fmri=6.5, stacking=3.7), {"both": 3.0, "smri": 3.3, "fmri": 6.0})
     assert v["within_25pct_of_floor"] and v["better_than_every_baseline"]
     assert v["ratio_to_floor"] == pytest.approx(1.2) and v["best_other_model"] == "stacking"
     assert v["notes"] == []
@@ -83,6 +83,13 @@ def test_targets_compare_seed_means_and_name_each_aim():
     assert met["fmri: SD over 3 seeds at most 0.3"] is False and met["amagenet: SD over 3 seeds at most 0.3"] is True
     assert met["AMAge-Net r(gap, age) at least -0.3"] is True
     assert verdict(models, {"both": 3.0})["best_other_model"] == "stacking"
+    # the floors say what a Bayes-optimal observer gains from the second modality
+    floors = {"both": 2.84, "smri": 2.94, "fmri": 5.96}
+    at_floor = {t["target"]: t.get("at_floor") for t in targets(models, floors)}
+    assert at_floor["AMAge-Net at least 5% below smri"] == "2.84 vs 2.94 (-3.4%)"
+    assert at_floor["AMAge-Net below stacking"] is None
+    notes = " ".join(verdict(models, floors)["notes"])
+    assert "3.4% below the sMRI floor" in notes and "fMRI floor" not in notes
 
 
 def test_entry_ratio():
