@@ -210,6 +210,21 @@ def floor_table(runs: dict, profile: Profile, name: str, models: dict[str, str] 
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
 
 
+def fusion_headroom(profile: Profile, name: str) -> str:
+    """A sentence, computed from the cohort's reachable floors, on how much a second modality can
+    lower the error at best: the floor with both modalities against each modality's own floor. A
+    fusion cannot be expected to gain more over a branch than the floors do, unless that branch is
+    further from its own floor. "" for real data (no floor)."""
+    floor = bounds(profile, name).get("floor")
+    if not floor:
+        return ""
+    both, t1, fmri = floor["both"], floor["smri"], floor["fmri"]
+    return (f"What the two modalities can give together, on this cohort: a Bayes-optimal observer of "
+            f"the noise-free scans reaches MAE {both:.2f} with both, {t1:.2f} with the T1 alone and "
+            f"{fmri:.2f} with the fMRI alone. Adding the fMRI to the T1 lowers the floor by "
+            f"{1 - both / t1:.1%}: a fusion model can beat its T1 branch by more than that only if "
+            f"the branch is further from its own floor than the fusion is from the joint one.")
+
 def paired_tests(runs: dict, reference: str) -> pd.DataFrame:
     """Each run against ``reference`` on the same participants (uncorrected predictions): MAE
     difference (run - reference) and the two-sided Wilcoxon signed-rank p-value on absolute errors."""

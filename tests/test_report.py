@@ -54,6 +54,16 @@ def test_floor_table_measures_against_the_floor(monkeypatch):
     assert "no floor" in report.floor_table(runs, None, "abide")
 
 
+def test_fusion_headroom_is_computed_from_the_floors(monkeypatch):
+    monkeypatch.setattr(report, "bounds", lambda profile, name: {
+        "floor": {"both": 2.84, "smri": 2.94, "fmri": 5.96}, "oracle": {"both": 2.7, "smri": 2.9, "fmri": 4.1}})
+    text = report.fusion_headroom(None, "camcan")
+    assert "2.84 with both, 2.94 with the T1 alone and 5.96 with the fMRI alone" in text
+    assert "by 3.4%" in text
+    monkeypatch.setattr(report, "bounds", lambda profile, name: {})
+    assert report.fusion_headroom(None, "abide") == ""
+
+
 def test_compare_sentence_is_generated_from_the_runs():
     runs = {"good": _run(3.0), "bad": _run(9.0, seed=2)}
     text = report.compare_sentence(runs, "good", "bad")
