@@ -198,3 +198,16 @@ def test_a_bids_dataset_with_xcpd_time_series_only_is_an_fmri_source(tmp_path):
         prepare_cohort("bids", root, tmp_path / "t1", fx.cfg(modalities=["smri"]), progress=False)
     fx.fmriprep_anat(root / "derivatives", "sub-0001")       # one T1 anywhere: T1 is offered again
     assert scan_source("bids", root, None, fx.cfg()).modalities == frozenset({"fmri", "smri"})
+
+
+def test_participant_glob_matches_pathlib(tmp_path):
+    from amage_core.data.sources.derivatives import _glob
+
+    names = ["sub-01_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz", "sub-01_T1w.nii",
+             "SUB-01_T1w.nii", "sub-010_T1w.nii.gz", "sub-01_run-2_T1w.nii.gz", ".sub-01_T1w.nii", "sub-02_T1w.nii"]
+    for name in names:
+        (tmp_path / name).touch()
+    (tmp_path / "sub-01_dir_T1w.nii").mkdir()
+    for pattern in ["sub-01*_T1w.nii*", "sub-01*_space-MNI152NLin2009cAsym*_desc-preproc_bold.nii*", "sub-03*"]:
+        assert _glob(tmp_path, pattern) == sorted(tmp_path.glob(pattern)), pattern
+    assert _glob(tmp_path / "absent", "sub-01*") == []
