@@ -58,3 +58,40 @@ def test_abide_connectivity_and_freesurfer_table(abide):
     np.testing.assert_allclose(c.tables[0], fs.loc[first["FILE_ID"], c.table_columns].to_numpy(float), rtol=1e-6)
     no_row = c.qc[c.qc["reason"].str.contains("structural table", na=False)]
     assert set(no_row["sex"]) <= {"F"}                           # the table holds males only
+
+
+def test_abide_scan_fetches_once_per_state_of_the_cache(shared_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import nilearn.datasets
+
+    from amage_core.data.sources import abide as source
+
+    real = shared_dir / "data" / "abide" / "ABIDE_pcp"
+    if not real.is_dir():
+        pytest.skip(f"{real} is absent")
+    folder = tmp_path / "ABIDE_pcp" / "cpac" / "filt_global"
+    folder.mkdir(parents=True)
+    shutil.copy(real / "Phenotypic_V1_0b_preprocessed1.csv", tmp_path / "ABIDE_pcp")
+    pheno = pd.read_csv(real / "Phenotypic_V1_0b_preprocessed1.csv").set_index("SUB_ID")
+    for sub in SUB_IDS[:2]:
+        name = f"{pheno.loc[sub, 'FILE_ID']}_rois_cc200.1D"
+        shutil.copy(real / "cpac" / "filt_global" / name, folder / name)
+    calls = []
+    fetch = nilearn.datasets.fetch_abide_pcp
+    monkeypatch.setattr(nilearn.datasets, "fetch_abide_pcp", lambda **kw: calls.append(kw) or fetch(**kw))
+    source._phenotypic.cache_clear()
+
+    first = source.scan(tmp_path, None, fx.cfg(), sub_ids=SUB_IDS[:2])
+    again = source.scan(tmp_path, None, fx.cfg(), sub_ids=SUB_IDS[:2])
+    assert len(calls) == 1
+    assert [r.participant_id for r in first.records] == [r.participant_id for r in again.records]
+    assert [r.timeseries for r in again.records] == [r.timeseries for r in first.records]
+    again.records[0].age = -1.0                                 # a caller's change stays its own
+    assert source.scan(tmp_path, None, fx.cfg(), sub_ids=SUB_IDS[:2]).records[0].age == first.records[0].age
+    # a file added to (or replaced in) the cache folder: the fetcher runs again
+    replaced = next(folder.iterdir())
+    shutil.copy(replaced, folder / "new.tmp")
+    (folder / "new.tmp").replace(replaced)
+    source.scan(tmp_path, None, fx.cfg(), sub_ids=SUB_IDS[:2])
+    assert len(calls) == 2

@@ -18,6 +18,7 @@ columns are dropped) as the structural ``table`` modality. ABIDE has no T1 here.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from amage_core.config import PrepConfig
@@ -38,19 +39,13 @@ def scan(root: Path, derivatives: Path | None, cfg: PrepConfig, quality_checked:
          global_signal_regression: bool = True, n_subjects: int | None = None,
          sub_ids: list[int] | None = None, freesurfer: str | Path | None = None,
          verbose: int = 0) -> SourceScan:
-    from nilearn.datasets import fetch_abide_pcp
-
     from amage_core.data.tables import load_feature_table
 
     root = Path(root)
-    filters = {"SUB_ID": [int(s) for s in sub_ids]} if sub_ids else {}
-    bunch = fetch_abide_pcp(data_dir=str(root), n_subjects=n_subjects, pipeline=pipeline,
-                            band_pass_filtering=band_pass_filtering,
-                            global_signal_regression=global_signal_regression,
-                            derivatives=[DERIVATIVE], quality_checked=quality_checked,
-                            verbose=verbose, **filters)
-    pheno = bunch.phenotypic.reset_index(drop=True)
     folder = root / "ABIDE_pcp" / pipeline / _strategy(band_pass_filtering, global_signal_regression)
+    pheno = _phenotypic(str(root), n_subjects, pipeline, band_pass_filtering, global_signal_regression,
+                        quality_checked, tuple(int(s) for s in sub_ids or ()), verbose,
+                        _stamp(root / "ABIDE_pcp"), _stamp(folder)).copy()
     feats = None
     if freesurfer is not None:
         file_to_sub = dict(zip(pheno["FILE_ID"].astype(str), pheno["SUB_ID"]))
@@ -75,3 +70,31 @@ def scan(root: Path, derivatives: Path | None, cfg: PrepConfig, quality_checked:
     return SourceScan("abide", records, frozenset(modalities),
                       table_columns=feats.columns if feats is not None else [], atlas="cc200",
                       notes=[f"ABIDE PCP {pipeline}/{folder.name}, quality_checked={quality_checked}"])
+
+
+def _stamp(folder: Path) -> tuple:
+    """What changes when files are added to, removed from or replaced in ``folder``."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return ()
+    return (st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=8)
+def _phenotypic(root: str, n_subjects: int | None, pipeline: str, band_pass_filtering: bool,
+                global_signal_regression: bool, quality_checked: bool, sub_ids: tuple[int, ...],
+                verbose: int, *stamps: tuple):
+    """nilearn's ``fetch_abide_pcp`` phenotypic table of the participants it has time series for,
+    once per process and state of the cache folders (``stamps``): the fetcher reads every
+    participant's time series (about 1 s for ABIDE's 871 files) and the book asks for the cohort
+    dozens of times. The time series themselves are fingerprinted and read by the preparation."""
+    from nilearn.datasets import fetch_abide_pcp
+
+    filters = {"SUB_ID": list(sub_ids)} if sub_ids else {}
+    bunch = fetch_abide_pcp(data_dir=root, n_subjects=n_subjects, pipeline=pipeline,
+                            band_pass_filtering=band_pass_filtering,
+                            global_signal_regression=global_signal_regression,
+                            derivatives=[DERIVATIVE], quality_checked=quality_checked,
+                            verbose=verbose, **filters)
+    return bunch.phenotypic.reset_index(drop=True)
