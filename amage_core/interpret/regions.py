@@ -34,7 +34,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.metrics import roc_auc_score
 
 from amage_core.interpret.attributions import Attributions
 
@@ -136,11 +135,21 @@ def stability_table(runs: Mapping[str, Attributions | Sequence[Attributions]]) -
 
 
 def _auroc_vs_random(score: np.ndarray, truth: np.ndarray, n_perm: int, rng) -> tuple[float, float]:
+    """AUROC of ``score`` for ``truth`` and the 95th percentile of its null over ``n_perm`` random
+    permutations of the scores. The AUROC is the Mann-Whitney statistic on average ranks (equal to
+    ``sklearn.metrics.roc_auc_score``, ties included), and permuting the scores permutes their ranks,
+    so the null takes one matrix product instead of ``n_perm`` calls (8 s for 1000 of them)."""
     ok = np.isfinite(score)
     score, truth = score[ok], truth[ok].astype(bool)
-    auc = roc_auc_score(truth, score)
-    null = [roc_auc_score(truth, rng.permutation(score)) for _ in range(n_perm)]
-    return float(auc), float(np.percentile(null, 95))
+    ranks = stats.rankdata(score)
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+
+    def auroc(rank_sums: np.ndarray) -> np.ndarray:
+        return (rank_sums - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+    perms = np.stack([rng.permutation(len(score)) for _ in range(n_perm)])     # (n_perm, n)
+    null = auroc(ranks[perms] @ truth.astype(float))
+    return float(auroc(ranks @ truth.astype(float))), float(np.percentile(null, 95))
 
 
 def _with_truth(table: pd.DataFrame, truth_regions: pd.DataFrame) -> pd.DataFrame:

@@ -82,6 +82,21 @@ def test_truth_agreement_separates_informative_from_random_rankings():
     assert b.AUROC < b["random AUROC (95th pct)"]
 
 
+def test_auroc_and_its_permutation_null_are_sklearns():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    score = np.round(rng.normal(size=60), 1)                  # rounded: many ties
+    score[[4, 9]] = np.nan                                    # dropped, as before
+    truth = rng.random(60) < 0.3
+    auc, p95 = regions._auroc_vs_random(score, truth, 200, np.random.default_rng(5))
+    ok = np.isfinite(score)
+    draws = np.random.default_rng(5)
+    null = [roc_auc_score(truth[ok], draws.permutation(score[ok])) for _ in range(200)]
+    assert auc == pytest.approx(roc_auc_score(truth[ok], score[ok]), abs=1e-12)
+    assert p95 == pytest.approx(np.percentile(null, 95), abs=1e-12)
+
+
 def test_truth_agreement_needs_matching_regions():
     with pytest.raises(ValueError, match="atlas"):
         regions.truth_agreement(pd.DataFrame({"name": ["x"], "network": ["n"], "T1 IG": [1.0]}), _truth())
