@@ -6,9 +6,17 @@ finished product with the same configuration and resumes an interrupted one (syn
 regenerated, preparation resumes per participant, training per fold and epoch).
 
 Every function takes a :class:`~amage_core.config.Profile` (or its name/path) and returns the product.
+
+A prepared cohort is checked against its source (every participant's files found and fingerprinted)
+each time it is asked for, except within one call of :func:`run`, :func:`seed_runs`,
+:func:`attributions` or :func:`occlusion`, which checks each cohort once (:func:`_checked_once`):
+a fusion variant's seed runs ask for it 15 times (their branch and blend runs), and chapter 1 over 200.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -65,6 +73,24 @@ def synthetic_source(profile: str | Profile, name: str, progress: bool = True) -
     return generate_cohort(cfg, out, n_jobs=prof.prep.n_jobs, progress=progress, overwrite=True)
 
 
+_CHECKED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("prepared_in_this_call", default=None)
+
+
+def _checked_once(fn):
+    """Within one call of ``fn`` (and everything it calls), :func:`prepared` checks each cohort
+    against its source once and returns that prepared cohort when asked again."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if _CHECKED.get() is not None:
+            return fn(*args, **kwargs)
+        token = _CHECKED.set({})
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _CHECKED.reset(token)
+    return wrapper
+
+
 def prepared(profile: str | Profile, name: str, progress: bool = True, where: dict[str, Any] | None = None):
     """The prepared cohort of ``name`` (generated and prepared on first use).
 
@@ -93,9 +119,16 @@ def prepared(profile: str | Profile, name: str, progress: bool = True, where: di
     key = {"source": source, "root": str(root), "derivatives": str(derivatives), "options": options,
            "prep": result_settings(prep)}
     out = product_path(prof, "prepared", name, key)
-    return prepare_cohort(source, root, out, prep, derivatives=derivatives, progress=progress, **options)
+    checked = _CHECKED.get()
+    if checked is not None and out in checked:
+        return checked[out]
+    cohort = prepare_cohort(source, root, out, prep, derivatives=derivatives, progress=progress, **options)
+    if checked is not None:
+        checked[out] = cohort
+    return cohort
 
 
+@_checked_once
 def run(
     profile: str | Profile,
     cohort: str,
@@ -189,6 +222,7 @@ def branch_runs(profile: str | Profile, cohort: str, model_cfg, **run_options: A
             for branch, (variant, overrides) in branch_variants(model_cfg).items()}
 
 
+@_checked_once
 def seed_runs(profile: str | Profile, cohort: str, model: str, seeds: int | None = None,
               train: dict[str, Any] | None = None, **run_options: Any):
     """``seeds`` (default: the profile's ``train.seeds``) runs of ``model`` that differ only in the
@@ -231,6 +265,7 @@ def _explained(prof: Profile, cohort: str, model: str, where, run_options: dict[
     return data, result, _graph_config(prof, model, run_options.get("graph")), grid, radius
 
 
+@_checked_once
 def attributions(profile: str | Profile, cohort: str, model: str = "amagenet", steps: int = 16,
                  where: dict[str, Any] | None = None, **run_options: Any):
     """Out-of-sample attributions of ``model``'s cross-validation run on ``cohort`` (computed once,
@@ -246,6 +281,7 @@ def attributions(profile: str | Profile, cohort: str, model: str = "amagenet", s
     return compute(result, data, graph_cfg, grid, radius, steps=steps, train_cfg=prof.train)
 
 
+@_checked_once
 def occlusion(profile: str | Profile, cohort: str, model: str = "amagenet", per_fold: int = 8,
               mask_size: int = 8, overlap: float = 0.5, where: dict[str, Any] | None = None,
               **run_options: Any):

@@ -41,7 +41,16 @@ def test_transfer_reuses_every_fit_of_the_cross_validation(tmp_path, monkeypatch
         raise AssertionError("the transfer trained a model the cross-validation had fit")
 
     monkeypatch.setattr(loop, "_train_epoch", no_training)
+    from amage_core.data import prepare
+
+    checks = []
+    check = prepare.prepare_cohort
+    monkeypatch.setattr(prepare, "prepare_cohort", lambda *a, **k: checks.append(a[2]) or check(*a, **k))
     transfer = wf.run(profile, "c", "amagenet", test_cohort="o", progress=False)
+    # one check of each cohort against its source in the whole call (its runs ask again and again)
+    assert len(checks) == len(set(checks)) == 2
+    wf.prepared(profile, "o", progress=False), wf.prepared(profile, "o", progress=False)
+    assert len(checks) == 4                                         # outside a call: every time
     runs = sorted(p.name for p in (tmp_path / "data" / "runs").iterdir())
     assert set(runs) - set(trained) == {transfer.path.name}          # no other run was made
     assert transfer.path.name.startswith("c-to-o-amagenet-")
