@@ -23,8 +23,11 @@ def test_accuracy_profile_resizes_only_the_two_cohorts():
     prof = accuracy_profile(demo, FULL)
     assert prof.cohorts["camcan"].synth.n_subjects == 652
     assert prof.cohorts["oasis3"].synth.n_subjects == FULL.n_oasis3
-    # everything else is the demo's: grid, model sizes, schedule, seeds, other cohorts
-    assert prof.prep.t1_shape == demo.prep.t1_shape and prof.model == demo.model and prof.train == demo.train
+    # everything else is the demo's (grid, model sizes, schedule, seeds, other cohorts), except the
+    # outer folds: 3 at Cam-CAN scale, whatever the demo book's count
+    import dataclasses
+    assert prof.prep.t1_shape == demo.prep.t1_shape and prof.model == demo.model
+    assert prof.train.folds == 3 and prof.train == dataclasses.replace(demo.train, folds=3)
     assert prof.cohorts["camcan"].synth.seed == demo.cohorts["camcan"].synth.seed
     assert set(prof.cohorts) == set(demo.cohorts)
     assert prof.name != demo.name
