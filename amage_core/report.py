@@ -225,6 +225,7 @@ def fusion_headroom(profile: Profile, name: str) -> str:
             f"{1 - both / t1:.1%}: a fusion model can beat its T1 branch by more than that only if "
             f"the branch is further from its own floor than the fusion is from the joint one.")
 
+
 def paired_tests(runs: dict, reference: str) -> pd.DataFrame:
     """Each run against ``reference`` on the same participants (uncorrected predictions): MAE
     difference (run - reference) and the two-sided Wilcoxon signed-rank p-value on absolute errors."""

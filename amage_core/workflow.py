@@ -14,7 +14,6 @@ a fusion variant's seed runs ask for it 15 times (their branch and blend runs), 
 """
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import os

@@ -152,18 +152,19 @@ def targets(models: dict[str, dict], floor: dict[str, float] | None = None) -> l
     floor = floor or {}
     out = []
 
-    def compare(target: str, a: str, b: str, factor: float = 1.0, strict: bool = False) -> None:
-        if a in models and b in models:
-            x, y = _mae(models[a]), _mae(models[b])
-            value = f"{x:.2f} vs {y:.2f}" + (f" ({x / y - 1:+.1%})" if factor != 1 else "")
-            out.append({"target": target, "value": value, "met": x < y if strict else x <= factor * y})
+    def compare(target: str, a: str, b: str, factor: float = 1.0, strict: bool = False) -> dict | None:
+        if a not in models or b not in models:
+            return None
+        x, y = _mae(models[a]), _mae(models[b])
+        value = f"{x:.2f} vs {y:.2f}" + (f" ({x / y - 1:+.1%})" if factor != 1 else "")
+        out.append({"target": target, "value": value, "met": x < y if strict else x <= factor * y})
+        return out[-1]
 
     compare("AMAge-Net below stacking", "amagenet", "stacking", strict=True)
     for branch in ("smri", "fmri"):
-        compare(f"AMAge-Net at least 5% below {branch}", "amagenet", branch, factor=FUSION_AIM)
-        if out and out[-1]["target"].endswith(branch) and floor.get("both") and floor.get(branch):
-            out[-1]["at_floor"] = (f"{floor['both']:.2f} vs {floor[branch]:.2f} "
-                                   f"({floor['both'] / floor[branch] - 1:+.1%})")
+        row = compare(f"AMAge-Net at least 5% below {branch}", "amagenet", branch, factor=FUSION_AIM)
+        if row is not None and floor.get("both") and floor.get(branch):
+            row["at_floor"] = f"{floor['both']:.2f} vs {floor[branch]:.2f} ({floor['both'] / floor[branch] - 1:+.1%})"
     for deep, base in (("smri", "brainage-gpr"), ("fmri", "ridge-fc")):
         compare(f"{deep} at or below {base}", deep, base)
     for name, m in models.items():

@@ -36,11 +36,11 @@ class MaxPool3d(nn.MaxPool3d):
     def forward(self, x: Tensor) -> Tensor:
         if x.device.type != "cpu" or x.dim() != 5 or self.return_indices:
             return super().forward(x)
-        options = (_triple(self.kernel_size), _triple(self.stride or self.kernel_size),
-                   _triple(self.padding), _triple(self.dilation), self.ceil_mode)
         if torch.is_grad_enabled() and x.requires_grad:
+            options = (_triple(self.kernel_size), _triple(self.stride or self.kernel_size),
+                       _triple(self.padding), _triple(self.dilation), self.ceil_mode)
             return _ChannelsLastMaxPool.apply(x, options)
-        return torch.ops.aten.max_pool3d_with_indices(_channels_last(x), *options)[0].contiguous()
+        return super().forward(_channels_last(x)).contiguous()
 
 
 def _channels_last(x: Tensor) -> Tensor:
