@@ -36,8 +36,13 @@ class ConfigError(ValueError):
 # Field metadata. RUNTIME: how and where the work runs, never what it computes (the profile's
 # ``runtime`` section); {"result": False} alone: changes no single run's result but is not about
 # the machine (``TrainConfig.seeds``). BASELINE: a training setting the classical baselines read.
+# FUSION / FMRI / SMRI: a training setting only a model with that part reads (a fusion stage, the
+# fMRI graph branch, the T1 image branch); the others' identities leave it out (train_settings).
 RUNTIME = types.MappingProxyType({"runtime": True, "result": False})
 BASELINE = types.MappingProxyType({"baselines": True})
+FUSION = types.MappingProxyType({"used_by": "fusion"})
+FMRI = types.MappingProxyType({"used_by": "fmri"})
+SMRI = types.MappingProxyType({"used_by": "smri"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,18 +254,18 @@ class TrainConfig:
     target: Literal["standard", "minmax"] = "standard"   # age scaling (minmax: the authors' [0, 1])
     # FC node features z-scored per edge with training statistics (off: it made the demo GAT worse,
     # MAE 11.6 vs 9.1, by amplifying the noise of low-variance edges; see the diagnostics chapter)
-    standardize_fc: bool = False
+    standardize_fc: bool = field(default=False, metadata=FMRI)
     # fusion variants start from the single-branch models of the same folds (trained first, reused):
     # frozen encoders (fusion and head trained), encoders fine-tuned at lr * encoder_lr_scale, or scratch
-    fusion_encoders: Literal["frozen", "finetune", "scratch"] = "frozen"
-    encoder_lr_scale: float = 0.1
+    fusion_encoders: Literal["frozen", "finetune", "scratch"] = field(default="frozen", metadata=FUSION)
+    encoder_lr_scale: float = field(default=0.1, metadata=FUSION)
     # the late-fusion weights are fit out of sample on the validation predictions of a second set
     # of branch runs that hold out this fraction of each training fold (0: learnt in sample)
-    blend_fraction: float = 0.2
+    blend_fraction: float = field(default=0.2, metadata=FUSION)
     # epochs of the fusion stage (with blend runs): "blend-split" chooses 0..epochs (0: the blend
     # alone) where the test situation is mirrored, on the blend runs' held-out participants
     # (train.cv.choose_fusion_epochs); "all" trains every epoch
-    fusion_epochs: Literal["blend-split", "all"] = "blend-split"
+    fusion_epochs: Literal["blend-split", "all"] = field(default="blend-split", metadata=FUSION)
     folds: int = field(default=5, metadata=BASELINE)
     # fraction of each outer training fold's participants the models train on (stratified on age,
     # drawn from the outer folds' seed and the fold, the same for every training seed and model);
@@ -276,11 +281,11 @@ class TrainConfig:
     # own seed, so this changes no run's result (left out of its key)
     seeds: int = field(default=1, metadata={"result": False})
     protocol: Literal["nested", "released-code"] = field(default="nested", metadata=BASELINE)
-    augment: bool = False
+    augment: bool = field(default=False, metadata=SMRI)   # T1 augmentation (MONAI)
     # a fusion stage on frozen encoders encodes each training participant once per view: the plain
     # image and, with ``augment``, this many augmented draws (those of epochs 1..N), cycled through
     # the epochs (= epochs: exactly the encoders run on every batch, at full cost)
-    encoded_views: int = 4
+    encoded_views: int = field(default=4, metadata=FUSION)
     amp: bool = True                 # bf16 autocast on CUDA only
     # runtime (the profile's runtime section): torch device; DataLoader worker processes
     device: str = field(default="auto", metadata=RUNTIME)
@@ -457,6 +462,16 @@ def result_settings(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: result_settings(v) for k, v in obj.items()}
     return obj
+
+
+def train_settings(cfg: TrainConfig, parts: frozenset[str]) -> dict[str, Any]:
+    """:func:`result_settings` of ``cfg`` for a model made of ``parts`` (``"fusion"``, ``"fmri"``,
+    ``"smri"``; ``models.amagenet.model_parts``): without the fields only other parts read
+    (:data:`FUSION`, :data:`FMRI`, :data:`SMRI`), so that, e.g., a DenseNet run keeps its identity
+    when the blend fraction or the FC standardisation changes."""
+    settings = result_settings(cfg)
+    return {f.name: settings[f.name] for f in dataclasses.fields(cfg)
+            if f.name in settings and f.metadata.get("used_by") in (None, *parts)}
 
 
 def runtime_settings(cfg: Any) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from amage_core import io
-from amage_core.config import CohortConfig, Profile, as_profile as _profile, replace, result_settings, to_dict
+from amage_core.config import (CohortConfig, Profile, as_profile as _profile, baseline_settings, replace,
+                               result_settings, to_dict)
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +158,7 @@ def run(
     :func:`~amage_core.evaluate.sites.site_folds` of that column (as many as it has values at most:
     leave-one-site-out), imposed on deep models and baselines alike. Returns the run's :class:`RunResult`."""
     from amage_core.baselines import BASELINES, run_baseline
-    from amage_core.train.cv import cross_validate
+    from amage_core.train.cv import cross_validate, run_settings
 
     prof = _profile(profile)
     train_cfg = replace(prof.train, **(train or {}))
@@ -183,8 +184,8 @@ def run(
     data = prepared(prof, cohort, progress, where)
     test = prepared(prof, test_cohort, progress, test_where) if test_cohort else None
     key = {"cohort": data.manifest.get("config_hash"), "test": test.manifest.get("config_hash") if test else None,
-           "model": model, "model_cfg": to_dict(model_cfg),
-           "train": result_settings(train_cfg), "graph": to_dict(graph_cfg)}
+           "variant": model, **({"train": baseline_settings(train_cfg)} if model_cfg is None
+                                else run_settings(model_cfg, train_cfg, graph_cfg))}
     tag = f"{cohort}-to-{test_cohort}" if test_cohort else cohort
     tag += "".join(f"-{k}{v}" for k, v in sorted((where or {}).items()))
     assignment = None
@@ -306,7 +307,7 @@ def lr_range(profile: str | Profile, cohort: str, model: str, steps: int = 200, 
 
     from amage_core.models import build_model
     from amage_core.parallel import cpu_threads, job_threads
-    from amage_core.train.cv import fold_split, plan_folds
+    from amage_core.train.cv import fold_split, plan_folds, run_settings
     from amage_core.train.dataset import CohortDataset, input_spec
     from amage_core.train.diagnostics import lr_range_test
 
@@ -314,8 +315,8 @@ def lr_range(profile: str | Profile, cohort: str, model: str, steps: int = 200, 
     data = prepared(prof, cohort, progress)
     model_cfg = replace(prof.model, variant=model)
     graph_cfg = _graph_config(prof, model, None)
-    key = {"cohort": data.manifest.get("config_hash"), "model": to_dict(model_cfg), "graph": to_dict(graph_cfg),
-           "train": result_settings(prof.train), "steps": steps, "lr_min": lr_min, "lr_max": lr_max}
+    key = {"cohort": data.manifest.get("config_hash"), **run_settings(model_cfg, prof.train, graph_cfg),
+           "steps": steps, "lr_min": lr_min, "lr_max": lr_max}
     out = product_path(prof, "diagnostics", f"lr-range-{cohort}-{model}", key, ".tsv")
     if out.is_file():
         return pd.read_csv(out, sep="\t")

@@ -128,6 +128,7 @@ def test_baseline_settings_are_the_training_settings_a_baseline_reads():
 def test_cached_products_are_named_by_their_result_settings_only(tmp_path, monkeypatch):
     """The prepared cohort's folder and a run's folder stay the same when a runtime setting changes
     and move when a result setting does."""
+    from amage_core import baselines
     from amage_core.data import prepare
     from amage_core.train import cv
 
@@ -137,6 +138,7 @@ def test_cached_products_are_named_by_their_result_settings_only(tmp_path, monke
 
     monkeypatch.setattr(prepare, "prepare_cohort", lambda source, root, out, cfg, **kw: Cohort(out))
     monkeypatch.setattr(cv, "cross_validate", lambda cohort, model_cfg, train_cfg, graph_cfg, out, **kw: out)
+    monkeypatch.setattr(baselines, "run_baseline", lambda name, cohort, train_cfg, out, **kw: out)
     spec = {"name": "x", "workdir": str(tmp_path / "work"),
             "cohorts": {"c": {"source": "bids", "root": str(tmp_path / "bids")}}}
 
@@ -154,6 +156,22 @@ def test_cached_products_are_named_by_their_result_settings_only(tmp_path, monke
     assert folders(train={"epochs": 3})[1] != base[1]
     table = wf.product_path(profile_from_dict(spec), "diagnostics", "lr-range-c-fmri", {"k": 1}, ".tsv")
     assert table == work / "diagnostics" / f"lr-range-c-fmri-{io.stable_hash({'k': 1})}.tsv"
+    # a run's folder moves only with the settings its model reads: a DenseNet's not with the GAT,
+    # the graph, the FC standardisation or the fusion stage; a baseline's not with deep settings
+    gat, graph = {"model": {"gat": {"dropout": 0.0}}}, {"graph": {"topk": 20}}
+    fusion, fc = {"train": {"blend_fraction": 0.4, "encoded_views": 2}}, {"train": {"standardize_fc": True}}
+    t1 = {"train": {"augment": True}}
+
+    def run_folder(variant, sections=None):
+        return wf.run(profile_from_dict({**spec, **(sections or {})}), "c", variant, progress=False)
+
+    for model, unread, read in [("smri", [gat, graph, fusion, fc], [t1, {"model": {"densenet": {"growth_rate": 4}}}]),
+                                ("fmri", [fusion, t1, {"model": {"densenet": {"growth_rate": 4}}}], [gat, graph, fc]),
+                                ("amagenet", [], [gat, graph, fusion, fc, t1]),
+                                ("ridge-fc", [gat, graph, fusion, fc, t1, {"train": {"epochs": 3}}], [{"train": {"folds": 3}}])]:
+        folder = run_folder(model)
+        assert all(run_folder(model, s) == folder for s in unread), model
+        assert all(run_folder(model, s) != folder for s in read), model
 
 
 @pytest.mark.parametrize("text, message", [

@@ -102,6 +102,29 @@ def resolve_config(cfg: ModelConfig) -> ModelConfig:
     return replace(cfg, **_variant(cfg).overrides)
 
 
+def model_parts(cfg: ModelConfig) -> frozenset[str]:
+    """The parts ``cfg.variant`` is made of: ``"fmri"`` (the graph branch), ``"smri"`` (a T1 image
+    encoder), ``"table"`` (the table encoder) and ``"fusion"`` (both branches and a fusion stage)."""
+    variant = _variant(cfg)
+    parts = _modalities(resolve_config(cfg), variant)
+    return parts | {"fusion"} if variant.fmri and variant.structural else parts
+
+
+def model_settings(cfg: ModelConfig) -> dict[str, Any]:
+    """The resolved configuration of ``cfg.variant`` without the sections of parts it does not
+    have (the GAT of a DenseNet, the fusion of a single branch, the unused structural encoders):
+    what its results depend on, so a run's identity changes only with them. Building a model from
+    it (``from_dict(ModelConfig, ...)``) gives the same model."""
+    from amage_core.config import to_dict
+
+    resolved = resolve_config(cfg)
+    parts = model_parts(cfg)
+    structural = _STRUCTURAL_BRANCH[resolved.smri_encoder][1] if parts & {"smri", "table"} else None
+    kept = {"gat": "fmri" in parts, "fusion": "fusion" in parts, "smri_encoder": structural is not None}
+    kept.update({section: section == structural for _, section in _STRUCTURAL_BRANCH.values()})
+    return {k: v for k, v in to_dict(resolved).items() if kept.get(k, True)}
+
+
 def _modalities(cfg: ModelConfig, variant: Variant) -> frozenset[str]:
     names = {"fmri"} if variant.fmri else set()
     if variant.structural:

@@ -51,8 +51,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amage_core.config import (GraphConfig, ModelConfig, TrainConfig, replace, result_settings,
-                               runtime_settings, to_dict)
+from amage_core.config import (GraphConfig, ModelConfig, TrainConfig, replace, runtime_settings,
+                               to_dict, train_settings)
 from amage_core.evaluate.bias import BiasCorrection
 from amage_core.evaluate.metrics import fold_sort_key
 from amage_core.io import stable_hash, write_tsv
@@ -190,8 +190,7 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
     fold_table = plan_folds(cohort, train_cfg, test_cohort, assignment)
     identity = {
         "kind": "model", "variant": model_cfg.variant, "protocol": train_cfg.protocol,
-        "model": to_dict(model_cfg), "graph": to_dict(graph_cfg),
-        "train": result_settings(train_cfg),
+        **run_settings(model_cfg, train_cfg, graph_cfg),
         "data": cohort_identity(cohort), "test_data": cohort_identity(test_cohort),
         "folds": stable_hash(fold_table.to_numpy().tolist()),
         "pretrained": pretrained.identity() if pretrained else {},
@@ -217,6 +216,18 @@ def cross_validate(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: Tr
     map_folds(_run_fold, [(split, cohort, test_cohort, model_cfg, train_cfg, graph_cfg, run, config_hash,
                            resume, caches, build, pretrained, reuse) for split in todo], train_cfg, progress)
     return run.finish(names, config_hash, ensemble=test_cohort is not None)
+
+
+def run_settings(model_cfg: ModelConfig, train_cfg: TrainConfig, graph_cfg: GraphConfig) -> dict:
+    """The model, training and graph settings a deep run's results depend on, and only those
+    (``models.amagenet.model_settings``, ``config.train_settings``; the graph only for a model
+    with the fMRI branch): its identity. A DenseNet run is the same run whatever the GAT, the
+    graph or the fusion settings, so a change to them never trains it again."""
+    from amage_core.models.amagenet import model_parts, model_settings
+
+    parts = model_parts(model_cfg)
+    return {"model": model_settings(model_cfg), "train": train_settings(train_cfg, parts),
+            "graph": to_dict(graph_cfg) if "fmri" in parts else None}
 
 
 def needs_blend(model_cfg: ModelConfig, train_cfg: TrainConfig) -> bool:
@@ -350,7 +361,8 @@ def choose_fusion_epochs(split: FoldSplit, cohort: PreparedCohort, model_cfg: Mo
     val_set = CohortDataset(cohort, val_rows, graph_cfg, scaler, modalities, seed=split.seed,
                             graph_cache=cache)
     start = evaluate_loss(model, val_set, cfg, resolve_device(cfg.device))
-    guard = {"model": to_dict(model_cfg), "graph": to_dict(graph_cfg), "late": late_fit,
+    settings = run_settings(model_cfg, cfg, graph_cfg)
+    guard = {"model": settings["model"], "graph": settings["graph"], "late": late_fit,
              "blend": {branch: _run_hash(run) for branch, run in blend.items()},
              "fit": stable_hash(participant_keys(part, fit_rows).tolist()),
              "val": stable_hash(participant_keys(part, val_rows).tolist())}
@@ -433,7 +445,8 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
     val_set = dataset(cohort, split.val_rows) if len(split.val_rows) else None
     select_set = val_set if nested else test_set
     part, test_part = cohort.participants, source.participants
-    guard = {"model": to_dict(model_cfg), "graph": to_dict(graph_cfg),
+    settings = run_settings(model_cfg, cfg, graph_cfg)
+    guard = {"model": settings["model"], "graph": settings["graph"],
              "pretrained": pretrained.identity() if pretrained else {},
              "fit": stable_hash(participant_keys(part, split.fit_rows).tolist()),
              "select": stable_hash(participant_keys(part if nested else test_part,

@@ -122,6 +122,28 @@ def test_variants_override_only_structure():
     assert resolve_config(tiny_config("smri", smri_encoder="table")).smri_encoder == "densenet"
 
 
+@pytest.mark.parametrize("variant", sorted(EXPECTED_VARIANTS))
+def test_model_settings_keep_what_the_variant_builds_from(variant, spec):
+    from amage_core.config import from_dict, replace
+    from amage_core.models.amagenet import model_parts, model_settings
+
+    cfg = tiny_config(variant)
+    settings = model_settings(cfg)
+    assert ("gat" in settings) == ("fmri" in model_parts(cfg))
+    assert ("fusion" in settings) == ("fusion" in model_parts(cfg))
+    assert len({"densenet", "sfcn", "table"} & set(settings)) == int(bool(model_parts(cfg) & {"smri", "table"}))
+    # a model built from the kept settings is the same model (a run rebuilds its folds from them)
+    shapes = {k: v.shape for k, v in build_model(cfg, spec).state_dict().items()}
+    rebuilt = build_model(from_dict(type(cfg), settings), spec).state_dict()
+    assert {k: v.shape for k, v in rebuilt.items()} == shapes
+    # a section the variant does not read changes nothing; one it reads does
+    parts = model_parts(cfg)
+    gat = model_settings(replace(cfg, gat={"hidden": cfg.gat.hidden * 2}))
+    densenet = model_settings(replace(cfg, densenet={"growth_rate": cfg.densenet.growth_rate * 2}))
+    assert (gat != settings) == ("fmri" in parts)
+    assert (densenet != settings) == ("smri" in parts and resolve_config(cfg).smri_encoder == "densenet")
+
+
 def test_parameter_counts_per_submodule(spec):
     model = build_model(tiny_config("amagenet"), spec)
     counts = count_parameters(model)
