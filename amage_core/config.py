@@ -262,6 +262,10 @@ class TrainConfig:
     # the late-fusion weights are fit out of sample on the validation predictions of a second set
     # of branch runs that hold out this fraction of each training fold (0: learnt in sample)
     blend_fraction: float = field(default=0.2, metadata=FUSION)
+    # pairs of blend runs, each holding out another of the disjoint validation parts (val_part
+    # 0, 1, ...); the weights are fit on all their held-out participants. 1 / blend_fraction:
+    # every training participant held out once (cross-fitting), at that many times the cost
+    blend_folds: int = field(default=1, metadata=FUSION)
     # epochs of the fusion stage (with blend runs): "blend-split" chooses 0..epochs (0: the blend
     # alone) where the test situation is mirrored, on the blend runs' held-out participants
     # (train.cv.choose_fusion_epochs); "all" trains every epoch
@@ -275,6 +279,9 @@ class TrainConfig:
     # bias_fit="validation", fits the bias correction); it never chooses an epoch. 0: none, the
     # model trains on the whole training fold as the classical baselines do.
     val_fraction: float = 0.0
+    # which of the floor(1 / val_fraction) disjoint validation parts of each training fold is held
+    # out (train.splits.inner_split; 0: the usual inner split); the blend runs use 0..blend_folds-1
+    val_part: int = 0
     seed: int = field(default=42, metadata=BASELINE)
     fold_seed: int | None = None     # seed of the outer folds (None: ``seed``; seed runs share folds)
     # deep models: training seeds run by workflow.seed_runs (seed, seed+1000, ...); each run has its
@@ -323,6 +330,12 @@ class TrainConfig:
             raise ConfigError(f"train_fraction: must be in (0, 1] (got {self.train_fraction})")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction: must be in [0, 1) (got {self.val_fraction})")
+        if self.val_part and not 0 <= self.val_part < validation_parts(self.val_fraction or 1.0):
+            raise ConfigError(f"val_part: must be in 0..{validation_parts(self.val_fraction or 1.0) - 1} "
+                              f"with val_fraction {self.val_fraction} (got {self.val_part})")
+        if not 1 <= self.blend_folds <= max(1, validation_parts(self.blend_fraction or 1.0)):
+            raise ConfigError(f"blend_folds: must be in 1..{validation_parts(self.blend_fraction or 1.0)} "
+                              f"with blend_fraction {self.blend_fraction} (got {self.blend_folds})")
         if self.bias_fit == "validation" and self.val_fraction == 0.0:
             raise ConfigError("bias_fit: 'validation' needs val_fraction > 0")
         if not 0.0 <= self.warmup_fraction < 1.0:
@@ -462,6 +475,12 @@ def result_settings(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: result_settings(v) for k, v in obj.items()}
     return obj
+
+
+def validation_parts(val_fraction: float) -> int:
+    """How many disjoint validation parts of ``val_fraction`` a training fold is split into
+    (``train.splits.inner_split``'s ``part``)."""
+    return max(1, int(1.0 / val_fraction + 1e-9))
 
 
 def train_settings(cfg: TrainConfig, parts: frozenset[str]) -> dict[str, Any]:

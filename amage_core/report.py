@@ -317,11 +317,27 @@ def recipe_table(profile: Profile) -> pd.DataFrame:
         ("fusion", {"frozen": "pretrained single-branch encoders, frozen",
                     "finetune": f"pretrained single-branch encoders, fine-tuned at {t.encoder_lr_scale:g} x lr",
                     "scratch": "trained jointly from scratch"}[t.fusion_encoders]),
+        ("late-fusion weights", _blend_description(t)),
         ("inner validation", f"{t.val_fraction:.0%} of each training fold, learning curves only" if t.val_fraction
          else "none: trained on the whole training fold"),
         ("seeds", f"{t.seeds} per deep model (seed {t.seed} + 1000 i, the same outer folds)"),
     ]
     return pd.DataFrame(rows, columns=["setting", "value"]).set_index("setting")
+
+
+def _blend_description(t) -> str:
+    """Where the late-fusion weights are fit (``train.cv.blend_weights``)."""
+    if t.blend_fraction <= 0 or t.protocol != "nested":
+        return "learnt in sample with the fusion stage"
+    if t.blend_folds == 1:
+        return (f"least squares, each in [0, 1], on a pair of branch runs holding out {t.blend_fraction:.0%} "
+                "of each training fold")
+    from amage_core.config import validation_parts
+
+    every = t.blend_folds == validation_parts(t.blend_fraction)
+    return (f"least squares, each in [0, 1], on {t.blend_folds} pairs of branch runs holding out disjoint "
+            f"parts of {t.blend_fraction:.0%} of each training fold"
+            + (": every training participant once (cross-fitting)" if every else ""))
 
 
 def fusion_weights(run) -> pd.DataFrame:

@@ -175,12 +175,15 @@ def run(
         options = dict(graph=to_dict(graph_cfg), where=where, hold_out=hold_out, progress=progress)
         pretrained = Branches(branch_runs(prof, cohort, model_cfg, train=train, **options))
         if needs_blend(model_cfg, train_cfg):
-            # one pair of blend runs per set of outer folds, shared by every training seed (seed
-            # runs share their folds): the late weights weigh the branches by how well each
-            # predicts unseen participants, which the first seed's blend runs measure for all
-            blend = {**(train or {}), "val_fraction": train_cfg.blend_fraction,
-                     "seed": train_cfg.outer_fold_seed, "fold_seed": None}
-            pretrained.blend = branch_runs(prof, cohort, model_cfg, train=blend, **options)
+            # blend runs once per set of outer folds, shared by every training seed (seed runs
+            # share their folds): the late weights weigh the branches by how well each predicts
+            # unseen participants, which the first seed's blend runs measure for all
+            # (blend_folds pairs, each holding out another part of every training fold)
+            pretrained.blend = [
+                branch_runs(prof, cohort, model_cfg, train={
+                    **(train or {}), "val_fraction": train_cfg.blend_fraction, "val_part": part,
+                    "seed": train_cfg.outer_fold_seed, "fold_seed": None}, **options)
+                for part in range(train_cfg.blend_folds)]
     data = prepared(prof, cohort, progress, where)
     test = prepared(prof, test_cohort, progress, test_where) if test_cohort else None
     key = {"cohort": data.manifest.get("config_hash"), "test": test.manifest.get("config_hash") if test else None,

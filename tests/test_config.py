@@ -35,6 +35,10 @@ def test_unknown_key_is_an_error_naming_it(tmp_path):
     ("train:\n  epochs: true", "epochs"),
     ("train:\n  protocol: leaky", "protocol"),
     ("prep:\n  t1_shape: [32, 32]", "t1_shape"),
+    ("train:\n  blend_folds: 6", r"blend_folds: must be in 1\.\.5 with blend_fraction 0\.2 \(got 6\)"),
+    ("train:\n  blend_folds: 0", r"blend_folds: must be in 1\.\.5"),
+    ("train:\n  val_part: 1", r"val_part: must be in 0\.\.0 with val_fraction 0\.0"),
+    ("train:\n  val_fraction: 0.3\n  val_part: 3", r"val_part: must be in 0\.\.2 with val_fraction 0\.3 \(got 3\)"),
 ])
 def test_wrong_types_are_errors(tmp_path, section, value):
     p = tmp_path / "p.yml"

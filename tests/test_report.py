@@ -78,3 +78,19 @@ def test_readable_formats_p_counts_and_blanks():
     assert out["p"].tolist() == ["–", "< 0.001", "0.200"] and out.loc["F", "adj_p"] == "0.040"
     assert out.loc["F", "mean_gap"] == 0.123 and out.loc["M", "mean_gap"] == "–" and out.loc["M", "label"] == "–"
     assert not out.isna().any().any()
+
+
+def test_recipe_table_says_where_the_late_fusion_weights_are_fit():
+    from amage_core.config import load_profile, replace
+
+    prof = load_profile("demo")
+
+    def weights(**train):
+        return report.recipe_table(replace(prof, train=train)).loc["late-fusion weights", "value"]
+
+    assert weights() == ("least squares, each in [0, 1], on a pair of branch runs holding out 20% of each "
+                         "training fold")
+    assert weights(blend_folds=5).endswith("disjoint parts of 20% of each training fold: every training "
+                                           "participant once (cross-fitting)")
+    assert weights(blend_folds=3).endswith("disjoint parts of 20% of each training fold")
+    assert weights(blend_fraction=0.0) == weights(protocol="released-code") == "learnt in sample with the fusion stage"

@@ -20,12 +20,15 @@ how much each branch counts, which the training participants cannot tell (every 
 well): with ``blend`` runs (the same branches trained with an inner validation split,
 ``TrainConfig.blend_fraction``) they are fit out of sample, by least squares with weights in [0, 1]
 on the blend runs' validation predictions (:func:`blend_weights`), and kept fixed; the
-cross-attention and the gate then learn a correction on the training fold. That correction reads
+cross-attention and the gate then learn a correction on the training fold. ``blend_folds`` pairs of
+blend runs hold out disjoint parts of the training fold (``val_part``), and the weights are fit on
+all of their held-out participants (with 1 / ``blend_fraction`` pairs, every training participant:
+cross-fitting). That correction reads
 encodings of participants the frozen encoders were trained on, which fit far better than a test
 participant's, so it over-fits: how many epochs it trains (0: the blend alone) is chosen on the
 blend split (:func:`choose_fusion_epochs`, ``TrainConfig.fusion_epochs``), where a fusion stage on
-the blend runs' encoders trains on their fit participants and is scored on their held-out ones, as
-the real one is on the test fold; the real fit keeps its weights of that epoch.
+the first pair of blend runs' encoders trains on their fit participants and is scored on their
+held-out ones, as the real one is on the test fold; the real fit keeps its weights of that epoch.
 
 A run whose folds keep an inner validation split writes its predictions of those participants to
 ``fold-<k>/val_predictions.tsv`` (participant_id, age, predicted_age).
@@ -82,11 +85,12 @@ class Branches:
     """The single-branch runs a fusion variant starts from (see the module docstring)."""
 
     runs: dict[str, RunResult]                   # "fmri" / "structural" -> run on the same folds
-    blend: dict[str, RunResult] | None = None    # the same with a validation split (late weights)
+    # the same, with a validation split (late weights): one pair per validation part held out
+    blend: list[dict[str, RunResult]] | None = None
 
     def identity(self) -> dict:
         return {"runs": {k: _run_hash(v) for k, v in sorted(self.runs.items())},
-                "blend": {k: _run_hash(v) for k, v in sorted((self.blend or {}).items())}}
+                "blend": [{k: _run_hash(v) for k, v in sorted(pair.items())} for pair in self.blend or []]}
 
 
 @dataclass
@@ -150,7 +154,8 @@ def fold_split(cohort: PreparedCohort, folds: pd.DataFrame, name: str, cfg: Trai
     ages = part["age"].to_numpy(dtype=float)
     if cfg.protocol == "nested":
         if cfg.val_fraction > 0:
-            fit_rows, val_rows = inner_split(part, train_rows, cfg.val_fraction, seed, cfg.age_bins)
+            fit_rows, val_rows = inner_split(part, train_rows, cfg.val_fraction, seed, cfg.age_bins,
+                                             cfg.val_part)
         else:
             fit_rows, val_rows = np.sort(train_rows), np.array([], dtype=np.int64)
         scaler = AgeScaler.fit(ages[fit_rows], participant_keys(part, fit_rows), cfg.target)
@@ -242,8 +247,9 @@ def needs_blend(model_cfg: ModelConfig, train_cfg: TrainConfig) -> bool:
 def fusion_branches(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: TrainConfig,
                     graph_cfg: GraphConfig, root: Path | str, progress: bool = True) -> Branches | None:
     """Train (or reuse) under ``root`` the branch runs a fusion variant starts from: ``fmri`` and
-    ``structural`` on the whole training folds, and ``*-blend`` with the validation split that fits
-    the late-fusion weights (see the module docstring); cross-validations of ``cohort``, also for a
+    ``structural`` on the whole training folds, and ``*-blend`` (``*-blend-1``, ... with
+    ``blend_folds``) with the validation splits that fit the late-fusion weights (see the module
+    docstring); cross-validations of ``cohort``, also for a
     cross-cohort fusion run (its fold models are the same). ``None`` for a single-branch variant or
     ``fusion_encoders="scratch"``. (The book's workflow names its runs itself and reuses the
     single-branch runs it shows; this is for ``amage train`` on a prepared cohort folder.)"""
@@ -260,7 +266,8 @@ def fusion_branches(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: T
 
     branches = Branches(runs(train_cfg, ""))
     if needs_blend(model_cfg, train_cfg):
-        branches.blend = runs(replace(train_cfg, val_fraction=train_cfg.blend_fraction), "-blend")
+        branches.blend = [runs(replace(train_cfg, val_fraction=train_cfg.blend_fraction, val_part=j),
+                               "-blend" + (f"-{j}" if j else "")) for j in range(train_cfg.blend_folds)]
     return branches
 
 
@@ -276,25 +283,25 @@ def _fold_number(name: str) -> int:
 MIN_BLEND = 10       # fewer validation participants: the late weights are learnt in sample instead
 
 
-def blend_weights(blend: dict[str, RunResult], fold: str, fit_ids: set[str] | None = None) -> dict:
+def blend_weights(blend: list[dict[str, RunResult]], fold: str, fit_ids: set[str] | None = None) -> dict:
     """Late-fusion weights of fold ``fold``, fit out of sample: least squares (with an intercept) of
-    age on the fMRI and structural blend runs' predictions of their validation participants, each
-    weight in [0, 1]: a branch is weighed, never stretched (unbounded, a table encoder trained 5
-    epochs on ABIDE, whose predictions barely varied, got weight 19 and the fusion MAE 7.1 against
-    its branches' 3.9 and 4.2). ``fit_ids``: the fusion fold's training participants (its test fold left out),
-    which must hold every validation participant (else the weights would be fit on test
-    participants: an error).
+    age on the fMRI and structural blend runs' predictions of their validation participants (those
+    of every pair of blend runs, each holding out another part of the training fold), each weight
+    in [0, 1]: a branch is weighed, never stretched (unbounded, a table encoder trained 5 epochs on
+    ABIDE, whose predictions barely varied, got weight 19 and the fusion MAE 7.1 against its
+    branches' 3.9 and 4.2). ``fit_ids``: the fusion fold's training participants (its test fold
+    left out), which must hold every validation participant (else the weights would be fit on test
+    participants: an error); no participant may be held out by two pairs.
     Returns ``{"w_fmri", "w_structural", "intercept_years", "n"}``."""
     from scipy.optimize import lsq_linear
 
-    tables = [fold_val_predictions(blend[branch], fold).rename(columns={"predicted_age": branch})
-              for branch in ("fmri", "structural")]
-    merged = tables[0].merge(tables[1].drop(columns="age"), on="participant_id", validate="one_to_one")
-    if len(merged) != len(tables[0]) or len(merged) != len(tables[1]):
-        raise ValueError(f"fold {fold}: the blend runs' validation participants differ")
+    merged = pd.concat([_held_out_predictions(pair, fold) for pair in blend], ignore_index=True)
+    if merged["participant_id"].duplicated().any():
+        raise ValueError(f"fold {fold}: the blend runs {[pair['fmri'].path for pair in blend]} hold out "
+                         "some participants twice (the same validation part?)")
     if fit_ids is not None and not set(merged["participant_id"]) <= fit_ids:
-        raise ValueError(f"fold {fold}: the blend runs {blend['fmri'].path} hold out participants that "
-                         "this fold does not train on (other outer folds?)")
+        raise ValueError(f"fold {fold}: the blend runs {[pair['fmri'].path for pair in blend]} hold out "
+                         "participants that this fold does not train on (other outer folds?)")
     if len(merged) < MIN_BLEND:
         return {"source": f"in sample: only {len(merged)} validation participants (< {MIN_BLEND})",
                 "n": int(len(merged))}
@@ -305,7 +312,18 @@ def blend_weights(blend: dict[str, RunResult], fold: str, fit_ids: set[str] | No
         w = np.array([0.5, 0.5])
     return {"w_fmri": float(w[0]), "w_structural": float(w[1]),
             "intercept_years": float(y.mean() - x.mean(0) @ w), "n": int(len(y)),
-            "source": "validation predictions of the blend runs"}
+            "source": f"validation predictions of {len(blend)} pair(s) of blend runs"}
+
+
+def _held_out_predictions(pair: dict[str, RunResult], fold: str) -> pd.DataFrame:
+    """``participant_id, age, fmri, structural``: one pair of blend runs' predictions of the
+    validation participants of fold ``fold`` (the same participants in both branches)."""
+    tables = [fold_val_predictions(pair[branch], fold).rename(columns={"predicted_age": branch})
+              for branch in ("fmri", "structural")]
+    merged = tables[0].merge(tables[1].drop(columns="age"), on="participant_id", validate="one_to_one")
+    if len(merged) != len(tables[0]) or len(merged) != len(tables[1]):
+        raise ValueError(f"fold {fold}: the blend runs' validation participants differ")
+    return merged
 
 
 def _json_float(value: float) -> float | None:
@@ -428,7 +446,8 @@ def _run_fold(split: FoldSplit, cohort: PreparedCohort, test_cohort: PreparedCoh
             if "w_fmri" in late_fit:
                 model.set_late_weights(late_fit, split.scaler)
                 if cfg.fusion_epochs == "blend-split":
-                    fusion = choose_fusion_epochs(split, cohort, model_cfg, cfg, graph_cfg, pretrained.blend,
+                    # on the first pair of blend runs (their held-out part scores the epochs)
+                    fusion = choose_fusion_epochs(split, cohort, model_cfg, cfg, graph_cfg, pretrained.blend[0],
                                                   late_fit, build, caches,
                                                   run.fold_dir(split.name) / FUSION_EPOCHS, resume, progress,
                                                   lent(FUSION_EPOCHS))

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from amage_core.config import validation_parts
+
 
 def age_bins(ages: np.ndarray, n_bins: int) -> np.ndarray:
     """(N,) equal-count age bins 0..n_bins-1 (by age rank; ties broken by order), sizes differ by <= 1."""
@@ -50,25 +52,47 @@ def assign_folds(participants: pd.DataFrame, n_folds: int, seed: int, n_bins: in
 
 
 def inner_split(participants: pd.DataFrame, rows: np.ndarray, val_fraction: float, seed: int,
-                n_bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+                n_bins: int = 10, part: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Split cohort ``rows`` (a training fold) into (fit rows, validation rows) at subject level.
 
     The validation part holds about ``val_fraction`` of the subjects, stratified on age bins.
-    Returned arrays are sorted row indices into ``participants``.
+    ``part`` chooses one of the ``floor(1 / val_fraction)`` disjoint validation parts the subjects
+    are split into (drawn one after the other from the subjects left, the last taking everyone
+    left), so that runs with parts 0, 1, ... hold out every subject once (cross-fitting); part 0
+    is the first draw. Returned arrays are sorted row indices into ``participants``.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    part = participants.iloc[rows]
-    subjects = _subjects(part)
+    table = participants.iloc[rows]
+    subjects = _subjects(table)
     n = len(subjects)
     n_val = int(round(val_fraction * n))
     if not 0 < n_val < n:
         raise ValueError(f"val_fraction={val_fraction} leaves no fit or no validation subject among {n}")
+    n_parts = validation_parts(val_fraction)
+    if not 0 <= part < n_parts:
+        raise ValueError(f"validation part {part}: val_fraction={val_fraction} splits the subjects into "
+                         f"{n_parts} disjoint parts (0..{n_parts - 1})")
+    if part and (n_parts - 1) * n_val >= n:
+        raise ValueError(f"{n} subjects are too few for {n_parts} validation parts of {n_val}")
+    left = subjects
+    for j in range(part + 1):
+        if j and j == n_parts - 1:
+            val_ids = left["participant_id"].to_numpy()
+            break
+        val_ids = _draw(left, n_val, seed, n_bins)
+        left = left[~left["participant_id"].isin(set(val_ids))]
+    is_val = table["participant_id"].isin(set(val_ids)).to_numpy()
+    return np.sort(rows[~is_val]), np.sort(rows[is_val])
+
+
+def _draw(subjects: pd.DataFrame, n_val: int, seed: int, n_bins: int) -> np.ndarray:
+    """``n_val`` participant ids of ``subjects`` drawn at random, stratified on age bins."""
+    n = len(subjects)
     n_bins = max(1, min(n_bins, n_val, (n - n_val), n // 2))
     bins = age_bins(subjects["age"].to_numpy(), n_bins)
     _, val_ids = train_test_split(subjects["participant_id"].to_numpy(), test_size=n_val,
                                   random_state=seed, stratify=bins if n_bins > 1 else None)
-    is_val = part["participant_id"].isin(set(val_ids)).to_numpy()
-    return np.sort(rows[~is_val]), np.sort(rows[is_val])
+    return val_ids
 
 
 def fold_rows(participants: pd.DataFrame, folds: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:

@@ -267,7 +267,7 @@ def test_fusion_epochs_are_chosen_on_the_blend_split_inside_the_training_fold(tm
         np.testing.assert_allclose(history["val_loss"], chosen["val_loss"][1:])
         # the fold's learning curve shown in the book is that choice's, every epoch of it
         pd.testing.assert_frame_equal(fold_histories(fused.path)[fold], history)
-        roles = pd.read_csv(branches.blend["fmri"].path / f"fold-{fold}" / "split.tsv", sep="\t", dtype=str)
+        roles = pd.read_csv(branches.blend[0]["fmri"].path / f"fold-{fold}" / "split.tsv", sep="\t", dtype=str)
         roles = roles[roles["role"].isin(["fit", "val"])]
         test_ids = set(folds.loc[folds["fold"] == fold, "participant_id"])
         assert not set(roles["participant_id"]) & test_ids
@@ -297,6 +297,31 @@ def test_fusion_epochs_are_chosen_on_the_blend_split_inside_the_training_fold(tm
         np.testing.assert_allclose(part["predicted_age"], expected, rtol=1e-5, atol=1e-3)
 
 
+def test_cross_fitted_blend_runs_hold_out_every_training_participant_once(tmp_path, repo):
+    """With blend_folds = 1 / blend_fraction, the pairs of blend runs hold out disjoint parts of each
+    training fold that together are the whole of it, and the late weights are fit on all of them."""
+    from amage_core.train.cv import fusion_branches
+    from amage_core.train.rundir import fold_roles
+
+    profile = load_profile(repo / "tests" / "profiles" / "tiny.yml")
+    cohort = make_cohort(tmp_path / "c", n=48)
+    cfg = replace(profile.train, epochs=1, folds=2, val_fraction=0.0, blend_fraction=0.5, blend_folds=2,
+                  device="cpu", fold_workers=1)
+    model_cfg = replace(profile.model, variant="amagenet")
+    branches = fusion_branches(cohort, model_cfg, cfg, profile.graph, tmp_path / "branches", progress=False)
+    assert len(branches.blend) == 2
+    assert branches.blend[0]["fmri"].path.name == "fmri-blend" and branches.blend[1]["fmri"].path.name == "fmri-blend-1"
+    fused = cross_validate(cohort, model_cfg, replace(cfg, fusion_epochs="all"), profile.graph, tmp_path / "fused",
+                           progress=False, pretrained=branches)
+    for fold in ("0", "1"):
+        held = [fold_roles(pair[branch].path, fold)["val"] for pair in branches.blend for branch in pair]
+        assert held[0] == held[1] and held[2] == held[3] and not held[0] & held[2]
+        training = fold_roles(branches.runs["fmri"].path, fold)["fit"]
+        assert held[0] | held[2] == training
+        late = json.loads((fused.path / f"fold-{fold}" / "fit.json").read_text())["late_fusion"]
+        assert late["n"] == len(training)
+
+
 def test_blend_weights_are_fit_out_of_sample_and_fixed(tmp_path, repo):
     """The late-fusion weights come from the blend runs' validation predictions (non-negative least
     squares) and the fused model's late path then computes exactly that combination in years."""
@@ -318,10 +343,27 @@ def test_blend_weights_are_fit_out_of_sample_and_fixed(tmp_path, repo):
                       "predicted_age": pred}).to_csv(fold / VAL_PREDICTIONS, sep="\t", index=False)
         blend[branch] = SimpleNamespace(path=tmp_path / branch)
     ids = {f"sub-{i}" for i in range(40)}
-    fit = blend_weights(blend, "0", fit_ids=ids | {"sub-other"})
-    assert fit == blend_weights(blend, "0")
+    fit = blend_weights([blend], "0", fit_ids=ids | {"sub-other"})
+    assert fit == blend_weights([blend], "0")
     with pytest.raises(ValueError, match="does not train on"):     # held out of another fold's training
-        blend_weights(blend, "0", fit_ids=ids - {"sub-3"})
+        blend_weights([blend], "0", fit_ids=ids - {"sub-3"})
+    # pairs holding out other parts (cross-fitting): the weights are fit on all their participants
+    halves = []
+    for half in (slice(0, 20), slice(20, 40)):
+        pair = {}
+        for branch, pred in (("fmri", fmri), ("structural", smri)):
+            fold = tmp_path / f"{branch}-{half.start}" / "fold-0"
+            fold.mkdir(parents=True)
+            pd.DataFrame({"participant_id": [f"sub-{i}" for i in range(40)][half], "age": age[half],
+                          "predicted_age": pred[half]}).to_csv(fold / VAL_PREDICTIONS, sep="\t", index=False)
+            pair[branch] = SimpleNamespace(path=fold.parent)
+        halves.append(pair)
+    pooled = blend_weights(halves, "0", fit_ids=ids)
+    assert pooled["n"] == 40 and pooled["source"] == "validation predictions of 2 pair(s) of blend runs"
+    assert {k: pooled[k] for k in ("w_fmri", "w_structural", "intercept_years")} == pytest.approx(
+        {k: fit[k] for k in ("w_fmri", "w_structural", "intercept_years")})
+    with pytest.raises(ValueError, match="hold out some participants twice"):
+        blend_weights([blend, halves[0]], "0")
     assert fit["n"] == 40 and fit["w_structural"] > 0.8 and fit["w_fmri"] < 0.2      # trusts the better branch
     x = np.c_[fmri, smri]
     combined = x @ [fit["w_fmri"], fit["w_structural"]] + fit["intercept_years"]
@@ -330,7 +372,7 @@ def test_blend_weights_are_fit_out_of_sample_and_fixed(tmp_path, repo):
     flat = age.mean() + 0.05 * (age - age.mean()) + rng.normal(0, 0.05, 40)
     pd.DataFrame({"participant_id": [f"sub-{i}" for i in range(40)], "age": age, "predicted_age": flat}
                  ).to_csv(tmp_path / "structural" / "fold-0" / VAL_PREDICTIONS, sep="\t", index=False)
-    stretched = blend_weights(blend, "0")
+    stretched = blend_weights([blend], "0")
     assert stretched["w_structural"] == pytest.approx(1.0) and 0 <= stretched["w_fmri"] <= 1
 
     spec = InputSpec(n_roi=12, node_features=12, t1_shape=(16, 16, 16))

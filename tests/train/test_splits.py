@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from amage_core.config import validation_parts
 from amage_core.train.splits import age_bins, assign_folds, fold_rows, inner_split, participant_keys
 
 
@@ -38,6 +40,31 @@ def test_outer_and_inner_splits_never_share_a_participant(n, k, sessions, seed, 
         assert not set(ids[fit]) & set(ids[inner])       # sessions stay on one side
         assert not set(ids[inner]) & set(ids[test])      # inner validation never touches the test fold
     assert sorted(tested) == sorted(part["participant_id"])   # every row tested exactly once
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(10, 90), sessions=st.integers(1, 2), seed=st.integers(0, 1000), val=st.floats(0.1, 0.45))
+def test_validation_parts_hold_out_every_subject_once(n, sessions, seed, val):
+    part = _participants(n, seed, sessions)
+    rows = np.arange(len(part))
+    ids = part["participant_id"].to_numpy()
+    n_val, n_parts = round(val * n), validation_parts(val)
+    assume((n_parts - 1) * n_val < n)      # else too few subjects for the parts: an error (below)
+    held = [inner_split(part, rows, val, seed, part=j) for j in range(n_parts)]
+    # part 0 is the plain inner split; the parts are disjoint, each subject's sessions on one side,
+    # each about val_fraction of the subjects, and together they hold out every subject once
+    assert all(np.array_equal(a, b) for a, b in zip(held[0], inner_split(part, rows, val, seed)))
+    subjects = [set(ids[v]) for _, v in held]
+    assert sum(len(s) for s in subjects) == n and set().union(*subjects) == set(ids)
+    assert all(not set(ids[f]) & set(ids[v]) for f, v in held)
+    assert all(len(s) == n_val for s in subjects[:-1]) and len(subjects[-1]) > 0
+    with pytest.raises(ValueError, match=f"validation part {n_parts}: .* {n_parts} disjoint parts"):
+        inner_split(part, rows, val, seed, part=n_parts)
+
+
+def test_too_few_subjects_for_the_validation_parts_is_an_error():
+    with pytest.raises(ValueError, match="11 subjects are too few for 7 validation parts of 2"):
+        inner_split(_participants(11, 0), np.arange(11), 0.14, 0, part=1)
 
 
 def test_folds_are_age_stratified_and_reproducible():
