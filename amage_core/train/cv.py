@@ -23,12 +23,12 @@ on the blend runs' validation predictions (:func:`blend_weights`), and kept fixe
 cross-attention and the gate then learn a correction on the training fold. ``blend_folds`` pairs of
 blend runs hold out disjoint parts of the training fold (``val_part``), and the weights are fit on
 all of their held-out participants (with 1 / ``blend_fraction`` pairs, every training participant:
-cross-fitting). That correction reads
-encodings of participants the frozen encoders were trained on, which fit far better than a test
-participant's, so it over-fits: how many epochs it trains (0: the blend alone) is chosen on the
-blend split (:func:`choose_fusion_epochs`, ``TrainConfig.fusion_epochs``), where a fusion stage on
-the first pair of blend runs' encoders trains on their fit participants and is scored on their
-held-out ones, as the real one is on the test fold; the real fit keeps its weights of that epoch.
+cross-fitting). The correction reads encodings of participants the frozen encoders were trained
+on, which fit far better than a test participant's, so it over-fits: how many epochs it trains (0:
+the blend alone) is chosen on the blend split (:func:`choose_fusion_epochs`,
+``TrainConfig.fusion_epochs``), where a fusion stage on the first pair of blend runs' encoders
+trains on their fit participants and is scored on their held-out ones, as the real one is on the
+test fold; the real fit keeps its weights of that epoch.
 
 A run whose folds keep an inner validation split writes its predictions of those participants to
 ``fold-<k>/val_predictions.tsv`` (participant_id, age, predicted_age).
@@ -249,8 +249,8 @@ def fusion_branches(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: T
     """Train (or reuse) under ``root`` the branch runs a fusion variant starts from: ``fmri`` and
     ``structural`` on the whole training folds, and ``*-blend`` (``*-blend-1``, ... with
     ``blend_folds``) with the validation splits that fit the late-fusion weights (see the module
-    docstring); cross-validations of ``cohort``, also for a
-    cross-cohort fusion run (its fold models are the same). ``None`` for a single-branch variant or
+    docstring); cross-validations of ``cohort``, also for a cross-cohort fusion run (its fold
+    models are the same). ``None`` for a single-branch variant or
     ``fusion_encoders="scratch"``. (The book's workflow names its runs itself and reuses the
     single-branch runs it shows; this is for ``amage train`` on a prepared cohort folder.)"""
     from amage_core.models.amagenet import branch_variants, is_fusion
