@@ -330,11 +330,12 @@ class TrainConfig:
             raise ConfigError(f"train_fraction: must be in (0, 1] (got {self.train_fraction})")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction: must be in [0, 1) (got {self.val_fraction})")
-        if self.val_part and not 0 <= self.val_part < validation_parts(self.val_fraction or 1.0):
-            raise ConfigError(f"val_part: must be in 0..{validation_parts(self.val_fraction or 1.0) - 1} "
+        val_parts, blend_parts = (validation_parts(f or 1.0) for f in (self.val_fraction, self.blend_fraction))
+        if not 0 <= self.val_part < val_parts:
+            raise ConfigError(f"val_part: must be in 0..{val_parts - 1} "
                               f"with val_fraction {self.val_fraction} (got {self.val_part})")
-        if not 1 <= self.blend_folds <= max(1, validation_parts(self.blend_fraction or 1.0)):
-            raise ConfigError(f"blend_folds: must be in 1..{validation_parts(self.blend_fraction or 1.0)} "
+        if not 1 <= self.blend_folds <= blend_parts:
+            raise ConfigError(f"blend_folds: must be in 1..{blend_parts} "
                               f"with blend_fraction {self.blend_fraction} (got {self.blend_folds})")
         if self.bias_fit == "validation" and self.val_fraction == 0.0:
             raise ConfigError("bias_fit: 'validation' needs val_fraction > 0")

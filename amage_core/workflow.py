@@ -170,20 +170,18 @@ def run(
         source = run(prof, cohort, model, train=train, model_overrides=model_overrides, graph=graph,
                      where=where, hold_out=hold_out, progress=progress)
     if model_cfg is not None and is_fusion(model_cfg) and train_cfg.fusion_encoders != "scratch":
-        from amage_core.train.cv import Branches, needs_blend
+        from amage_core.train.cv import Branches, blend_splits, needs_blend
 
         options = dict(graph=to_dict(graph_cfg), where=where, hold_out=hold_out, progress=progress)
         pretrained = Branches(branch_runs(prof, cohort, model_cfg, train=train, **options))
         if needs_blend(model_cfg, train_cfg):
-            # blend runs once per set of outer folds, shared by every training seed (seed runs
-            # share their folds): the late weights weigh the branches by how well each predicts
-            # unseen participants, which the first seed's blend runs measure for all
-            # (blend_folds pairs, each holding out another part of every training fold)
-            pretrained.blend = [
-                branch_runs(prof, cohort, model_cfg, train={
-                    **(train or {}), "val_fraction": train_cfg.blend_fraction, "val_part": part,
-                    "seed": train_cfg.outer_fold_seed, "fold_seed": None}, **options)
-                for part in range(train_cfg.blend_folds)]
+            # the blend runs (blend_folds pairs, each holding out another part of every training
+            # fold) are trained once per set of outer folds and shared by every training seed (seed
+            # runs share their folds): the late weights weigh the branches by how well each
+            # predicts unseen participants, which the first seed's blend runs measure for all
+            seed = {"seed": train_cfg.outer_fold_seed, "fold_seed": None}
+            pretrained.blend = [branch_runs(prof, cohort, model_cfg, train={**(train or {}), **split, **seed},
+                                            **options) for split in blend_splits(train_cfg)]
     data = prepared(prof, cohort, progress, where)
     test = prepared(prof, test_cohort, progress, test_where) if test_cohort else None
     key = {"cohort": data.manifest.get("config_hash"), "test": test.manifest.get("config_hash") if test else None,

@@ -266,9 +266,15 @@ def fusion_branches(cohort: PreparedCohort, model_cfg: ModelConfig, train_cfg: T
 
     branches = Branches(runs(train_cfg, ""))
     if needs_blend(model_cfg, train_cfg):
-        branches.blend = [runs(replace(train_cfg, val_fraction=train_cfg.blend_fraction, val_part=j),
-                               "-blend" + (f"-{j}" if j else "")) for j in range(train_cfg.blend_folds)]
+        branches.blend = [runs(replace(train_cfg, **split), "-blend" + (f"-{j}" if j else ""))
+                          for j, split in enumerate(blend_splits(train_cfg))]
     return branches
+
+
+def blend_splits(train_cfg: TrainConfig) -> list[dict]:
+    """The training settings that make each pair of blend runs out of the branch runs: the
+    validation split of ``blend_fraction``, part 0, 1, ... (``blend_folds`` pairs)."""
+    return [{"val_fraction": train_cfg.blend_fraction, "val_part": j} for j in range(train_cfg.blend_folds)]
 
 
 def fold_split_seed(cfg: TrainConfig, name: str) -> int:
